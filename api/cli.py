@@ -1,0 +1,201 @@
+"""The ``winnow`` command line: index, search and the offline quickstart."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("winnow")
+
+FACTORY_HELP = (
+    "faiss index factory string: Flat (exact), HNSW32, IVF4096,SQ8, IVF1024,PQ32 ... (default: Flat)"
+)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="winnow",
+        description="Retrieve with a bi-encoder + FAISS, rerank with a cross-encoder.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="embed a corpus into a FAISS index directory")
+    p.add_argument(
+        "--corpus", required=True, type=Path, help="BEIR folder, .jsonl file, or folder of .txt/.md files"
+    )
+    p.add_argument("--out", required=True, type=Path, help="index directory to write (replaced atomically)")
+    p.add_argument(
+        "--embedder", default=None, help="bi-encoder path or name (default: packaged all-MiniLM-L6-v2)"
+    )
+    p.add_argument("--factory", default="Flat", help=FACTORY_HELP)
+    p.add_argument("--chunk-words", type=int, default=None, help="split documents into windows of N words")
+    p.add_argument(
+        "--chunk-overlap", type=int, default=None, help="words shared by neighbouring chunks (N/5)"
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="embedding batch size")
+    _add_common(p)
+
+    p = sub.add_parser("search", help="search an index, optionally reranking with a cross-encoder")
+    p.add_argument("query", help="the query text")
+    p.add_argument("--index", required=True, type=Path, help="index directory written by `winnow index`")
+    p.add_argument("--reranker", default=None, help="cross-encoder path or name; omit for first stage only")
+    p.add_argument("--top-k", type=int, default=10, help="results to return (default 10)")
+    p.add_argument(
+        "--candidates", type=int, default=100, help="first-stage candidates to rerank (default 100)"
+    )
+    p.add_argument("--first-stage", choices=("dense", "bm25", "hybrid"), default="dense")
+    p.add_argument("--embedder", default=None, help="must match the index's embedder (default: the index's)")
+    _add_common(p)
+
+    p = sub.add_parser("quickstart", help="offline demo on the bundled sample corpus: index, search, rerank")
+    p.add_argument(
+        "--reranker", default=None, help="cross-encoder path or name (default: winnow's shipped one)"
+    )
+    p.add_argument("--top-k", type=int, default=3, help="results shown per query (default 3)")
+    p.add_argument("--candidates", type=int, default=20, help="first-stage candidates reranked (default 20)")
+    p.add_argument(
+        "--index-dir", type=Path, default=None, help="keep the sample index here (default: temp dir)"
+    )
+    _add_common(p)
+    return parser
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if verbosity == 0:
+        logging.getLogger("winnow").setLevel(logging.INFO)
+
+
+def _emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
+    print(json.dumps(payload, indent=2, ensure_ascii=False) if as_json else text)
+
+
+def _short(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from retrieval.corpus import load_corpus
+    from retrieval.embedder import Embedder
+    from retrieval.indexing import build_index
+
+    started = time.perf_counter()
+    passages = load_corpus(args.corpus)
+    logger.info("loaded %d documents from %s", len(passages), args.corpus)
+    embedder = Embedder(args.embedder, device=args.device, batch_size=args.batch_size)
+    index = build_index(
+        passages,
+        embedder,
+        factory=args.factory,
+        chunk_words=args.chunk_words,
+        chunk_overlap=args.chunk_overlap,
+    )
+    index.save(args.out)
+    summary = {
+        "index": str(args.out),
+        "documents": len(passages),
+        "passages": len(index),
+        "embedder": embedder.name,
+        "factory": args.factory,
+        "chunked": bool(index.extra.get("chunked")),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    _emit(
+        summary,
+        args.json,
+        f"indexed {len(passages)} documents as {len(index)} passages into {args.out} "
+        f"({args.factory}, {embedder.name}) in {summary['seconds']} s",
+    )
+    return 0
+
+
+def _load_reranker(name: str | None, device: str | None):
+    if name is None:
+        return None
+    from rerank.engine import CrossEncoderEngine
+
+    engine = CrossEncoderEngine(name, device=device)
+    engine.load()
+    return engine
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from indexes import WinnowIndex
+    from rerank.search import TwoStageSearch
+    from retrieval.embedder import Embedder, resolve_embedder
+    from retrieval.first_stage import make_first_stage
+
+    expected = resolve_embedder(args.embedder)[0] if args.embedder else None
+    index = WinnowIndex.load(args.index, expected_embedder=expected)
+    embedder = Embedder(args.embedder or index.embedder, device=args.device, show_progress=False)
+    first_stage = make_first_stage(args.first_stage, index, embedder, depth=args.candidates)
+    searcher = TwoStageSearch(
+        first_stage, _load_reranker(args.reranker, args.device), candidates=args.candidates
+    )
+    result = searcher.search(args.query, top_k=args.top_k)
+    payload = {
+        "query": args.query,
+        "first_stage": args.first_stage,
+        "reranker": args.reranker,
+        "results": [r.to_dict() for r in result.results],
+        "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
+    }
+    lines = [f"query: {args.query}  ({args.first_stage}{' + ' + args.reranker if args.reranker else ''})"]
+    for r in result.results:
+        lines.append(
+            f"{r.rank:>3}. {r.score:8.3f}  {r.id}  {_short((r.title + ': ' if r.title else '') + r.text)}"
+        )
+    _emit(payload, args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from api.quickstart import run_quickstart
+
+    with tempfile.TemporaryDirectory(prefix="winnow-quickstart-") as tmp:
+        report = run_quickstart(
+            index_dir=args.index_dir or Path(tmp) / "index",
+            reranker=args.reranker,
+            top_k=args.top_k,
+            candidates=args.candidates,
+            device=args.device,
+            out=None if args.json else sys.stdout,
+        )
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "quickstart": cmd_quickstart}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        if args.verbose > 1:
+            raise
+        print(f"winnow {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

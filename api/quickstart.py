@@ -1,0 +1,132 @@
+"""``winnow quickstart``: index the bundled sample corpus, show first-stage vs reranked results, offline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+logger = logging.getLogger(__name__)
+
+COLUMN = 58
+
+
+def _cell(rank: int, doc_id: str, title: str, relevant: bool) -> str:
+    mark = "*" if relevant else " "
+    text = f"{mark}{rank}. {doc_id} {title}"
+    return text if len(text) <= COLUMN else text[: COLUMN - 1] + "…"
+
+
+def pick_reranker(name: str | None) -> tuple[str, str]:
+    """The reranker to use and a sentence saying plainly what it is."""
+    from rerank.models import DEFAULT_RERANKER, shipped_models
+    from retrieval.embedder import packaged_minilm_path
+
+    if name:
+        return name, f"reranker: {name} (as given with --reranker)"
+    if DEFAULT_RERANKER in shipped_models():
+        return DEFAULT_RERANKER, (
+            f"reranker: {DEFAULT_RERANKER}, winnow's shipped general-relevance cross-encoder "
+            "(MiniLM-L6 fine-tuned on SQuAD v1.1 + QED-NQ; see benchmarks/quality/)"
+        )
+    return packaged_minilm_path(), (
+        "reranker: NO TRAINED CROSS-ENCODER IS INSTALLED. Using the packaged all-MiniLM-L6-v2 bi-encoder "
+        "loaded as a "
+        "cross-encoder with an UNTRAINED scoring head, so the reranked order below is meaningless. "
+        "Pass --reranker PATH_OR_NAME to use a real cross-encoder."
+    )
+
+
+def run_quickstart(
+    *,
+    index_dir: Path,
+    reranker: str | None = None,
+    top_k: int = 3,
+    candidates: int = 20,
+    device: str | None = None,
+    out: TextIO | None = None,
+) -> dict[str, Any]:
+    """Index the sample, search each sample query with and without reranking, score both with ir-measures."""
+    import ir_measures
+
+    from indexes import WinnowIndex
+    from rerank.engine import CrossEncoderEngine
+    from rerank.search import TwoStageSearch
+    from retrieval.corpus import load_beir, sample_dataset_path
+    from retrieval.dense import DenseRetriever
+    from retrieval.embedder import Embedder
+    from retrieval.indexing import build_index
+
+    def say(line: str = "") -> None:
+        if out is not None:
+            print(line, file=out, flush=True)
+
+    dataset = load_beir(sample_dataset_path())
+    qrels = dataset.qrels["test"]
+    queries = dataset.split_queries("test")
+    say(
+        f"winnow quickstart: {len(dataset.corpus)} sample passages (10-K style filings and fact-checks), "
+        f"{len(queries)} queries"
+    )
+
+    embedder = Embedder(device=device, show_progress=out is not None)
+    say(f"first stage: dense retrieval with {embedder.name} (packaged, offline) in a FAISS Flat index")
+    started = time.perf_counter()
+    index = build_index(dataset.corpus, embedder, show_progress=out is not None)
+    index.save(index_dir)
+    index = WinnowIndex.load(index_dir, expected_embedder=embedder.name)
+    say(f"indexed {len(index)} passages into {index_dir} in {time.perf_counter() - started:.1f} s")
+
+    reranker_name, reranker_note = pick_reranker(reranker)
+    say(reranker_note)
+    engine = CrossEncoderEngine(reranker_name, device=device)
+    engine.load()
+    searcher = TwoStageSearch(DenseRetriever(index, embedder), engine, candidates=candidates)
+
+    first_run: dict[str, dict[str, float]] = {}
+    rerank_run: dict[str, dict[str, float]] = {}
+    per_query = []
+    for qid, text in queries.items():
+        first = searcher.search(text, top_k=candidates, rerank=False).results
+        reranked = searcher.search(text, top_k=candidates).results
+        first_run[qid] = {r.id: r.score for r in first}
+        rerank_run[qid] = {r.id: r.score for r in reranked}
+        relevant = qrels.get(qid, {})
+        say()
+        say(f"[{qid}] {text}")
+        say(f"  {'first stage (dense)':<{COLUMN}} | reranked")
+        for a, b in zip(first[:top_k], reranked[:top_k], strict=False):
+            left = _cell(a.rank, a.id, a.title, a.id in relevant)
+            right = _cell(b.rank, b.id, b.title, b.id in relevant)
+            say(f"  {left:<{COLUMN}} | {right}")
+        per_query.append(
+            {
+                "query_id": qid,
+                "query": text,
+                "first_stage": [r.id for r in first[:top_k]],
+                "reranked": [r.id for r in reranked[:top_k]],
+                "relevant": sorted(relevant),
+            }
+        )
+
+    measures = [ir_measures.nDCG @ 10, ir_measures.RR @ 10, ir_measures.P @ 1]
+    metrics = {
+        "first_stage": {str(m): v for m, v in ir_measures.calc_aggregate(measures, qrels, first_run).items()},
+        "reranked": {str(m): v for m, v in ir_measures.calc_aggregate(measures, qrels, rerank_run).items()},
+    }
+    say()
+    say("* = judged relevant.  Over all sample queries (ir-measures):")
+    for name in metrics["first_stage"]:
+        say(
+            f"  {name:<8} first stage {metrics['first_stage'][name]:.3f}   "
+            f"reranked {metrics['reranked'][name]:.3f}"
+        )
+    say(f"{reranker_note.split('.')[0]}.")
+    return {
+        "reranker": reranker_name,
+        "reranker_note": reranker_note,
+        "embedder": embedder.name,
+        "metrics": metrics,
+        "queries": per_query,
+    }

@@ -1,0 +1,342 @@
+"""Documents in an embedded SQLite table; each row's int64 ``key`` is the FAISS external id of its vector."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DuplicateIdError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_BATCH = 900  # bound parameters per IN (...) query; below SQLite's historical limit of 999
+_COLUMNS = "key, id, parent_id, text, meta, embedding"
+_COLUMNS_NO_EMBEDDING = "key, id, parent_id, text, meta, NULL"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    parent_id TEXT,
+    text TEXT,
+    meta TEXT NOT NULL DEFAULT '{}',
+    embedding BLOB
+);
+CREATE INDEX IF NOT EXISTS documents_parent_id ON documents(parent_id);
+"""
+_UPSERT = """
+INSERT INTO documents (key, id, parent_id, text, meta, embedding) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT(id) DO UPDATE SET
+    parent_id = excluded.parent_id, text = excluded.text, meta = excluded.meta, embedding = excluded.embedding
+"""
+_INSERT = "INSERT INTO documents (key, id, parent_id, text, meta, embedding) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+@dataclass
+class DocumentRecord:
+    """One stored document (or chunk). ``key`` is assigned by the table and is the vector's FAISS id."""
+
+    id: str
+    text: str | None
+    meta: dict = field(default_factory=dict)
+    parent_id: str | None = None
+    embedding: np.ndarray | None = None
+    key: int | None = None
+
+
+def _batches(values: Sequence, size: int = _BATCH) -> Iterator[Sequence]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _encode_meta(record: DocumentRecord) -> str:
+    if not isinstance(record.meta, dict):
+        raise ValueError(f"document {record.id!r}: meta must be a dict, got {type(record.meta).__name__}")
+    try:
+        return json.dumps(record.meta, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"document {record.id!r}: meta must be JSON-serialisable (dicts, lists, str, int, float, "
+            f"bool, None); {exc}. Convert such values (e.g. to str) before storing."
+        ) from exc
+
+
+def _encode_embedding(record: DocumentRecord) -> bytes | None:
+    if record.embedding is None:
+        return None
+    arr = np.asarray(record.embedding, dtype=np.float32)
+    if arr.ndim != 1:
+        raise ValueError(f"document {record.id!r}: embedding must be 1-D, got shape {arr.shape}")
+    return arr.tobytes()
+
+
+def _encode(record: DocumentRecord) -> tuple:
+    if not isinstance(record, DocumentRecord):
+        raise TypeError(f"expected DocumentRecord, got {type(record).__name__}")
+    if not isinstance(record.id, str) or not record.id:
+        raise ValueError(f"document id must be a non-empty string, got {record.id!r}")
+    key = None if record.key is None else int(record.key)
+    return (key, record.id, record.parent_id, record.text, _encode_meta(record), _encode_embedding(record))
+
+
+def _decode(row: tuple) -> DocumentRecord:
+    key, doc_id, parent_id, text, meta, embedding = row
+    return DocumentRecord(
+        id=doc_id,
+        text=text,
+        meta=json.loads(meta) if meta else {},
+        parent_id=parent_id,
+        embedding=None if embedding is None else np.frombuffer(embedding, dtype=np.float32).copy(),
+        key=int(key),
+    )
+
+
+def _id_list(ids: Iterable[str], name: str = "ids") -> list[str]:
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a list of ids, not a single string; wrap it: [{ids!r}]")
+    return list(ids)
+
+
+def _check_unique_ids(ids: list[str]) -> None:
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dupes = sorted({i for i in ids if i in seen or seen.add(i)})
+        raise ValueError(f"document ids repeat within one call: {dupes[:10]}")
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise ValueError unless ``conn`` holds a winnow document table (DatabaseError if not SQLite)."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(documents)").fetchall()]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    expected = [c.strip() for c in _COLUMNS.split(",")]
+    if columns != expected or version != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path} is not a winnow document table (schema version {version}, columns {columns}); "
+            f"expected version {SCHEMA_VERSION} with columns {expected}"
+        )
+
+
+class DocumentTable:
+    """Documents in SQLite (stdlib, embedded): thread-safe, one connection guarded by a lock.
+
+    ``path=None`` keeps the table in memory; a file-backed table uses WAL journaling. Keys come from
+    ``INTEGER PRIMARY KEY AUTOINCREMENT``, so they are never reused after deletion (FAISS ids stay unique),
+    and an upserted id keeps its key. ``meta`` is stored as JSON (dict keys become strings, tuples lists).
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._path = None if path is None else Path(path)
+        self._lock = threading.RLock()
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(
+            ":memory:" if self._path is None else str(self._path), check_same_thread=False
+        )
+        if self._path is not None:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        with self._lock, self._conn:
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @property
+    def path(self) -> Path | None:
+        """The database file, or ``None`` for an in-memory table."""
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"DocumentTable(path={str(self._path) if self._path else ':memory:'!r})"
+
+    def __enter__(self) -> DocumentTable:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writes
+    def _existing_keys(self, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for batch in _batches(ids):
+            sql = f"SELECT id, key FROM documents WHERE id IN ({_placeholders(len(batch))})"
+            found.update(self._conn.execute(sql, list(batch)).fetchall())
+        return found
+
+    def _write(self, records: Iterable[DocumentRecord], *, replace: bool) -> np.ndarray:
+        records = list(records)
+        rows = [_encode(r) for r in records]
+        ids = [r[1] for r in rows]
+        _check_unique_ids(ids)
+        if not rows:
+            return np.empty(0, dtype=np.int64)
+        with self._lock, self._conn:
+            existing = self._existing_keys(ids)
+            if not replace and existing:
+                dupes = sorted(existing)
+                raise DuplicateIdError(f"document ids already stored: {dupes[:10]}; use upsert()", dupes)
+            for row in rows:
+                if row[0] is not None and row[1] in existing and existing[row[1]] != row[0]:
+                    raise ValueError(
+                        f"document {row[1]!r} already has key {existing[row[1]]}, not {row[0]}; "
+                        f"leave DocumentRecord.key as None to keep the stored key"
+                    )
+            try:
+                self._conn.executemany(_UPSERT if replace else _INSERT, rows)
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(
+                    f"could not store documents ({exc}); is an explicit key already taken?"
+                ) from exc
+            keys = self._existing_keys(ids)
+        return np.array([keys[i] for i in ids], dtype=np.int64)
+
+    def upsert(self, records: Iterable[DocumentRecord]) -> np.ndarray:
+        """Insert or replace records by id; returns their keys (an existing id keeps its key)."""
+        return self._write(records, replace=True)
+
+    def insert(self, records: Iterable[DocumentRecord]) -> np.ndarray:
+        """Insert new records; raises :class:`DuplicateIdError` (nothing written) if any id exists."""
+        return self._write(records, replace=False)
+
+    def delete(self, ids: Iterable[str]) -> np.ndarray:
+        """Delete records by id (unknown ids ignored); returns the keys removed."""
+        ids = list(dict.fromkeys(_id_list(ids)))
+        removed: list[int] = []
+        with self._lock, self._conn:
+            for batch in _batches(ids):
+                marks = _placeholders(len(batch))
+                rows = self._conn.execute(f"SELECT key FROM documents WHERE id IN ({marks})", list(batch))
+                removed.extend(r[0] for r in rows.fetchall())
+                self._conn.execute(f"DELETE FROM documents WHERE id IN ({marks})", list(batch))
+        return np.array(sorted(removed), dtype=np.int64)
+
+    def delete_all(self) -> None:
+        """Delete every record (keys are still never reused)."""
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM documents")
+
+    # ------------------------------------------------------------------ reads
+    def _select(self, column: str, values: list, *, with_embedding: bool) -> dict:
+        columns = _COLUMNS if with_embedding else _COLUMNS_NO_EMBEDDING
+        found: dict = {}
+        with self._lock:
+            for batch in _batches(values):
+                sql = f"SELECT {columns} FROM documents WHERE {column} IN ({_placeholders(len(batch))})"
+                for row in self._conn.execute(sql, list(batch)).fetchall():
+                    found[row[0] if column == "key" else row[1]] = row
+        return found
+
+    def get(self, ids: Iterable[str], *, with_embedding: bool = True) -> list[DocumentRecord | None]:
+        """Records for ``ids`` in the same order; ``None`` where an id is unknown."""
+        ids = _id_list(ids)
+        found = self._select("id", list(dict.fromkeys(ids)), with_embedding=with_embedding)
+        return [_decode(found[i]) if i in found else None for i in ids]
+
+    def get_by_keys(self, keys: Iterable[int], *, with_embedding: bool = True) -> list[DocumentRecord | None]:
+        """Records for FAISS ``keys`` in the same order; ``None`` where a key is unknown (or -1)."""
+        keys = [int(k) for k in keys]
+        found = self._select(
+            "key", list(dict.fromkeys(k for k in keys if k >= 0)), with_embedding=with_embedding
+        )
+        return [_decode(found[k]) if k in found else None for k in keys]
+
+    def keys_for(self, ids: Iterable[str]) -> np.ndarray:
+        """Keys of ``ids`` in order, -1 where an id is unknown."""
+        ids = _id_list(ids)
+        with self._lock:
+            found = self._existing_keys(list(dict.fromkeys(ids)))
+        return np.array([found.get(i, -1) for i in ids], dtype=np.int64)
+
+    def all_keys(self) -> np.ndarray:
+        """Sorted int64 array of every key."""
+        with self._lock:
+            rows = self._conn.execute("SELECT key FROM documents ORDER BY key").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def iter_records(
+        self, batch_size: int = 1000, *, with_embedding: bool = True
+    ) -> Iterator[DocumentRecord]:
+        """All records in key order, fetched ``batch_size`` at a time (the lock is held per batch only)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        columns = _COLUMNS if with_embedding else _COLUMNS_NO_EMBEDDING
+        last = -1
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT {columns} FROM documents WHERE key > ? ORDER BY key LIMIT ?", (last, batch_size)
+                ).fetchall()
+            if not rows:
+                return
+            yield from (_decode(row) for row in rows)
+            last = rows[-1][0]
+
+    def ids_for_parent(self, parent_ids: Iterable[str]) -> list[str]:
+        """Ids of records whose ``parent_id`` is one of ``parent_ids`` (a document's chunks), by key."""
+        parents = list(dict.fromkeys(_id_list(parent_ids, "parent_ids")))
+        rows: list[tuple[int, str]] = []
+        with self._lock:
+            for batch in _batches(parents):
+                sql = f"SELECT key, id FROM documents WHERE parent_id IN ({_placeholders(len(batch))})"
+                rows.extend(self._conn.execute(sql, list(batch)).fetchall())
+        return [doc_id for _, doc_id in sorted(rows)]
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the connection; the table is unusable afterwards."""
+        with self._lock:
+            self._conn.close()
+
+    def backup_to(self, path: str | Path) -> Path:
+        """Copy the whole database to a single self-contained file at ``path`` (SQLite backup API)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dest = sqlite3.connect(str(path))
+        try:
+            with self._lock:
+                self._conn.backup(dest)
+            dest.execute("PRAGMA journal_mode=DELETE")  # one file, no -wal sidecar
+            dest.commit()
+        finally:
+            dest.close()
+        return path
+
+    @classmethod
+    def load_from(cls, path: str | Path, into_memory: bool = True) -> DocumentTable:
+        """Open a table saved by :meth:`backup_to` (or any file-backed table).
+
+        ``into_memory=True`` copies it into an in-memory table, leaving the file free to be replaced.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"document table {path} does not exist")
+        source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            _check_schema(source, path)
+            if not into_memory:
+                return cls(path)
+            table = cls(None)
+            with table._lock:
+                source.backup(table._conn)
+            return table
+        finally:
+            source.close()

@@ -1,0 +1,380 @@
+"""An index directory: vectors + documents + manifest, saved atomically and verified on load."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from ._fsutil import fsync_dir, fsync_file, sha256_file
+from .document_table import DocumentRecord, DocumentTable
+from .errors import (
+    EmbedderMismatchError,
+    IndexCorruptedError,
+    IndexNotFoundError,
+    UnsupportedIndexFormatError,
+    WinnowIndexError,
+)
+from .vector_index import VectorIndex, as_float32_matrix
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+VECTORS_FILE = "vectors.faiss"
+VECTOR_STATE_FILE = VectorIndex.state_path(VECTORS_FILE).name  # tombstones + search settings
+DOCUMENTS_FILE = "documents.sqlite"
+DATA_FILES = (VECTORS_FILE, VECTOR_STATE_FILE, DOCUMENTS_FILE)
+
+
+@dataclass
+class IndexManifest:
+    """``manifest.json``: what built the index, its shape, and a sha256 per data file."""
+
+    format_version: int
+    embedder: str
+    dim: int
+    metric: str
+    factory: str
+    count: int
+    files: dict[str, str]
+    created_at: str
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> IndexManifest:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("manifest is not a JSON object")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ValueError(f"manifest lacks fields {missing}")
+        return cls(**{n: data[n] for n in names})
+
+
+def read_manifest(path: str | Path) -> IndexManifest:
+    """Read and parse ``path/manifest.json`` (cheap: checks nothing else)."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise IndexNotFoundError(
+            f"{path} is not a winnow index (no {MANIFEST_FILE}); build one with `winnow index --out {path}`"
+        )
+    try:
+        return IndexManifest.from_json(manifest_path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise IndexCorruptedError(f"{manifest_path} is unreadable: {exc}", file=MANIFEST_FILE) from exc
+
+
+class WinnowIndex:
+    """A vector index and its document table kept consistent: the table's ``key`` is the vector id.
+
+    Build with :meth:`create`, or pass existing parts. ``embedder`` names the model that made the vectors;
+    ``extra`` carries free-form build settings (e.g. chunking) into the manifest. All methods are thread-safe.
+    """
+
+    def __init__(
+        self,
+        vectors: VectorIndex,
+        table: DocumentTable | None = None,
+        *,
+        embedder: str,
+        extra: dict | None = None,
+    ) -> None:
+        self.vectors = vectors
+        self.table = DocumentTable() if table is None else table
+        self.embedder = embedder
+        self.extra = dict(extra or {})
+        self._lock = threading.RLock()
+
+    @classmethod
+    def create(
+        cls,
+        dim: int,
+        *,
+        embedder: str,
+        factory: str = "Flat",
+        metric: str = "ip",
+        normalize: bool | None = None,
+        ef_search: int = 128,
+        nprobe: int = 16,
+        extra: dict | None = None,
+    ) -> WinnowIndex:
+        """A new empty index with an in-memory document table."""
+        vectors = VectorIndex(dim, factory, metric, normalize=normalize, ef_search=ef_search, nprobe=nprobe)
+        return cls(vectors, DocumentTable(), embedder=embedder, extra=extra)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __repr__(self) -> str:
+        return f"WinnowIndex(embedder={self.embedder!r}, vectors={self.vectors!r})"
+
+    # ------------------------------------------------------------------ writes
+    def _check_batch(self, records: Sequence[DocumentRecord], vectors: object) -> np.ndarray:
+        x = as_float32_matrix(vectors, self.vectors.dim)
+        if len(records) != x.shape[0]:
+            raise ValueError(
+                f"got {len(records)} records for {x.shape[0]} vectors; pass one vector per record"
+            )
+        self.vectors.check_trained()
+        return x
+
+    @staticmethod
+    def _with_embeddings(records: Sequence[DocumentRecord], x: np.ndarray) -> list[DocumentRecord]:
+        return [
+            r if r.embedding is not None else dataclasses.replace(r, embedding=v)
+            for r, v in zip(records, x, strict=True)
+        ]
+
+    def add_records(
+        self, records: Iterable[DocumentRecord], vectors: object, *, store_embeddings: bool = False
+    ) -> np.ndarray:
+        """Insert new records and their vectors; returns the keys. Nothing is written if either side fails.
+
+        ``store_embeddings=True`` also stores each vector in the table for records without an embedding.
+        """
+        records = list(records)
+        x = self._check_batch(records, vectors)
+        if store_embeddings:
+            records = self._with_embeddings(records, x)
+        with self._lock:
+            keys = self.table.insert(records)
+            try:
+                self.vectors.add(keys, x)
+            except BaseException:
+                self.table.delete([r.id for r in records])
+                raise
+        return keys
+
+    def upsert_records(
+        self, records: Iterable[DocumentRecord], vectors: object, *, store_embeddings: bool = False
+    ) -> np.ndarray:
+        """Insert or replace records and their vectors by document id; returns the keys."""
+        records = list(records)
+        x = self._check_batch(records, vectors)
+        if store_embeddings:
+            records = self._with_embeddings(records, x)
+        with self._lock:
+            keys = self.table.upsert(records)
+            self.vectors.upsert(keys, x)
+        return keys
+
+    def delete_ids(self, ids: Iterable[str]) -> int:
+        """Delete documents and their vectors by id (unknown ids ignored); returns how many were deleted."""
+        with self._lock:
+            keys = self.table.delete(ids)
+            self.vectors.remove(keys)
+        return int(keys.size)
+
+    def delete_all(self) -> None:
+        """Delete every document and vector (a trained index stays trained)."""
+        with self._lock:
+            self.table.delete_all()
+            self.vectors.reset()
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        query_vectors: object,
+        k: int,
+        allow_doc_ids: Iterable[str] | None = None,
+        *,
+        return_embedding: bool = False,
+    ) -> list[list[tuple[DocumentRecord, float]]]:
+        """Top-``k`` (record, score) per query, best first; ``allow_doc_ids`` restricts to those documents."""
+        allow_keys = None
+        if allow_doc_ids is not None:
+            allow_keys = self.table.keys_for(allow_doc_ids)
+            allow_keys = allow_keys[allow_keys >= 0]
+        with self._lock:
+            scores, keys = self.vectors.search(query_vectors, k, allow_ids=allow_keys)
+            found = self.table.get_by_keys(np.unique(keys[keys >= 0]), with_embedding=return_embedding)
+        by_key = {r.key: r for r in found if r is not None}
+        handed_out: set[int] = set()
+        results: list[list[tuple[DocumentRecord, float]]] = []
+        for row_scores, row_keys in zip(scores, keys, strict=True):
+            row = []
+            for score, key in zip(row_scores, row_keys, strict=True):
+                if key < 0:
+                    break
+                record = by_key.get(int(key))
+                if record is None:
+                    logger.warning("vector id %d has no document in the table; skipped", key)
+                    continue
+                if record.key in handed_out:  # the same document in several rows: give each its own copy
+                    record = copy.deepcopy(record)
+                handed_out.add(int(key))
+                row.append((record, float(score)))
+            results.append(row)
+        return results
+
+    # ------------------------------------------------------------------ persistence
+    def _write_files(self, folder: Path) -> IndexManifest:
+        """Write data files and manifest into ``folder`` and fsync them."""
+        self.vectors.save(folder / VECTORS_FILE)
+        self.table.backup_to(folder / DOCUMENTS_FILE)
+        files = {}
+        for name in DATA_FILES:
+            fsync_file(folder / name)
+            files[name] = sha256_file(folder / name)
+        manifest = IndexManifest(
+            format_version=FORMAT_VERSION,
+            embedder=self.embedder,
+            dim=self.vectors.dim,
+            metric=self.vectors.metric,
+            factory=self.vectors.factory,
+            count=len(self.vectors),
+            files=files,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            extra=self.extra,
+        )
+        (folder / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+        fsync_file(folder / MANIFEST_FILE)
+        fsync_dir(folder)
+        return manifest
+
+    def save(self, path: str | Path) -> IndexManifest:
+        """Save atomically to directory ``path``, replacing an existing index there.
+
+        Everything is written to a temporary directory next to ``path`` and fsynced; then the old directory
+        is renamed aside, the new one renamed into place and the old one removed. On any error the previous
+        directory stays as it was. (A crash between the two renames leaves it as ``.NAME.old-*`` beside.)
+        """
+        target = Path(path).absolute()
+        _check_replaceable(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if len(self.vectors) != self.table.count():
+                raise WinnowIndexError(
+                    f"refusing to save: {len(self.vectors)} vectors but {self.table.count()} documents"
+                )
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+            try:
+                manifest = self._write_files(tmp)
+                _swap_into_place(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        logger.info("Saved index with %d documents to %s", manifest.count, target)
+        return manifest
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, expected_embedder: str | None = None, verify_checksums: bool = True
+    ) -> WinnowIndex:
+        """Load and verify an index directory; the document table is copied into memory.
+
+        Raises :class:`IndexNotFoundError`, :class:`UnsupportedIndexFormatError`,
+        :class:`EmbedderMismatchError` (when ``expected_embedder`` differs from the one that built it) or
+        :class:`IndexCorruptedError` (missing file, checksum mismatch, unreadable file, inconsistent counts).
+        """
+        path = Path(path)
+        manifest = read_manifest(path)
+        if manifest.format_version != FORMAT_VERSION:
+            raise UnsupportedIndexFormatError(
+                f"{path} has index format version {manifest.format_version}; this winnow reads version "
+                f"{FORMAT_VERSION}. Re-index the corpus with this version (or use the winnow that built it)."
+            )
+        if expected_embedder is not None and expected_embedder != manifest.embedder:
+            raise EmbedderMismatchError(
+                index_embedder=manifest.embedder, requested_embedder=expected_embedder, path=str(path)
+            )
+        _check_files(path, manifest, verify_checksums)
+        vectors = _load_part(path, VECTORS_FILE, VectorIndex.load)
+        table = _load_part(path, DOCUMENTS_FILE, DocumentTable.load_from)
+        try:
+            _check_consistency(path, manifest, vectors, table)
+        except IndexCorruptedError:
+            table.close()
+            raise
+        logger.info(
+            "Loaded index with %d documents from %s (embedder %s)", len(vectors), path, manifest.embedder
+        )
+        return cls(vectors, table, embedder=manifest.embedder, extra=manifest.extra)
+
+
+def _check_replaceable(target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise WinnowIndexError(f"cannot save an index to {target}: it exists and is not a directory")
+    if target.is_dir() and not (target / MANIFEST_FILE).is_file() and any(target.iterdir()):
+        raise WinnowIndexError(
+            f"refusing to overwrite {target}: it is a non-empty directory without {MANIFEST_FILE}, "
+            f"so not a winnow index; choose another path or empty it"
+        )
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Replace ``target`` by ``tmp``; on failure ``target`` is left (or put back) as it was."""
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, backup)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, target)
+        raise
+    fsync_dir(target.parent)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _check_files(path: Path, manifest: IndexManifest, verify_checksums: bool) -> None:
+    for name in DATA_FILES:
+        file = path / name
+        if name not in manifest.files or not file.is_file():
+            raise IndexCorruptedError(
+                f"index {path} is missing {name}; the index is incomplete, re-index the corpus", file=name
+            )
+        if verify_checksums and sha256_file(file) != manifest.files[name]:
+            raise IndexCorruptedError(
+                f"{file} does not match the sha256 in {MANIFEST_FILE}: the file is corrupted or was modified "
+                f"after saving; re-index the corpus (or restore the directory from a backup)",
+                file=name,
+            )
+
+
+def _load_part(path: Path, name: str, loader: Callable[[Path], _T]) -> _T:
+    try:
+        return loader(path / name)
+    except Exception as exc:  # whatever the reader raises (faiss, numpy/zip, sqlite, json), the file is bad
+        raise IndexCorruptedError(f"{path / name} cannot be read: {exc}", file=name) from exc
+
+
+def _check_consistency(
+    path: Path, manifest: IndexManifest, vectors: VectorIndex, table: DocumentTable
+) -> None:
+    problems = []
+    if vectors.dim != manifest.dim:
+        problems.append(f"vectors have dim {vectors.dim}, manifest says {manifest.dim}")
+    if vectors.metric != manifest.metric:
+        problems.append(f"vectors use metric {vectors.metric!r}, manifest says {manifest.metric!r}")
+    if vectors.factory != manifest.factory:
+        problems.append(f"vectors use factory {vectors.factory!r}, manifest says {manifest.factory!r}")
+    counts = {"manifest": manifest.count, "vectors": len(vectors), "documents": table.count()}
+    if len(set(counts.values())) != 1:
+        problems.append(f"counts disagree: {counts}")
+    elif not np.array_equal(vectors.ids(), table.all_keys()):
+        problems.append("vector ids and document keys differ")
+    if problems:
+        raise IndexCorruptedError(f"index {path} is inconsistent: {'; '.join(problems)}; re-index the corpus")

@@ -1,0 +1,555 @@
+"""winnow's cross-encoder scoring engine, built on ``transformers`` directly.
+
+Any ``AutoModelForSequenceClassification`` folder or hub name works, which includes every folder that
+sentence-transformers' ``CrossEncoder.save`` writes. Scores are raw logits unless an activation is chosen.
+Documents longer than the room a pair leaves them are split into overlapping windows, each window is scored as
+its own pair, and a document's score is the maximum over its windows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from rerank.models import model_load_error, resolve_model
+from rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CrossEncoderEngine", "pair_template", "resolve_device", "resolve_dtype", "sigmoid"]
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+_ACTIVATIONS = ("identity", "sigmoid", "tanh", "model")
+# sentence-transformers stores the activation as a dotted class path.
+_ST_ACTIVATIONS = {
+    "torch.nn.modules.activation.Sigmoid": "sigmoid",
+    "torch.nn.modules.linear.Identity": "identity",
+    "torch.nn.modules.activation.Tanh": "tanh",
+}
+# Encoders whose position table holds two extra rows (padding offset): 514 positions, 512 usable.
+_OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "data2vec-text"}
+_DEFAULT_CAP = 512
+_CPU_BATCH, _CPU_BATCH_TOKENS = 32, 8192
+_ACCEL_BATCH, _ACCEL_BATCH_TOKENS = 256, 65536
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` checked by torch, or the best available: cuda, then mps, then cpu."""
+    if device is not None:
+        try:
+            return str(torch.device(device))
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"unknown device {device!r}; use e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
+    """``"auto"``: bf16 on CUDA where supported, else fp16 on CUDA; fp32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if not isinstance(dtype, str):
+        raise TypeError(f"dtype must be a str such as 'auto' or 'bfloat16', got {type(dtype).__name__}")
+    key = dtype.strip().lower().removeprefix("torch.")
+    if key == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if key not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or one of {sorted(_DTYPES)}")
+    return _DTYPES[key]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def pair_template(tokenizer: Any) -> PairTemplate:
+    """Find where ``tokenizer`` puts special tokens around a pair by encoding a probe pair."""
+    a_ids = tokenizer("a", add_special_tokens=False)["input_ids"]
+    b_ids = tokenizer("b", add_special_tokens=False)["input_ids"]
+    enc = tokenizer("a", "b", add_special_tokens=True, return_token_type_ids=True)
+    ids = list(enc["input_ids"])
+    types = list(enc.get("token_type_ids") or [0] * len(ids))
+    i = _find(ids, a_ids, 0)
+    j = _find(ids, b_ids, i + len(a_ids)) if i >= 0 else -1
+    if i < 0 or j < 0:
+        raise ValueError(f"cannot locate the two texts of a pair in the tokenizer's output {ids}")
+    a_end, b_end = i + len(a_ids), j + len(b_ids)
+    template = PairTemplate(
+        prefix=tuple(ids[:i]),
+        middle=tuple(ids[a_end:j]),
+        suffix=tuple(ids[b_end:]),
+        prefix_types=tuple(types[:i]),
+        middle_types=tuple(types[a_end:j]),
+        suffix_types=tuple(types[b_end:]),
+        a_type=types[i] if a_ids else 0,
+        b_type=types[j] if b_ids else 0,
+    )
+    expected = tokenizer.num_special_tokens_to_add(pair=True)
+    if template.num_special != expected:
+        raise ValueError(
+            f"tokenizer adds {expected} special tokens to a pair but the probe found {template.num_special}; "
+            "this tokenizer's pair layout is not supported"
+        )
+    return template
+
+
+def _find(haystack: list[int], needle: list[int], start: int) -> int:
+    for k in range(start, len(haystack) - len(needle) + 1):
+        if haystack[k : k + len(needle)] == needle:
+            return k
+    return -1
+
+
+def _read_json(path: str, filename: str) -> dict[str, Any] | None:
+    """A JSON file of a model folder or hub repo, or None when it is absent or unreadable."""
+    try:
+        if Path(path).is_dir():
+            file = Path(path) / filename
+            return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+        from transformers.utils import cached_file
+
+        resolved = cached_file(
+            path,
+            filename,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+        return json.loads(Path(resolved).read_text(encoding="utf-8")) if resolved else None
+    except (OSError, ValueError) as err:
+        logger.debug("could not read %s of %s: %s", filename, path, err)
+        return None
+
+
+class CrossEncoderEngine:
+    """Scores (query, document) pairs with a sequence-classification cross-encoder.
+
+    :param model: local folder, winnow short name or hub name (see :func:`rerank.models.resolve_model`).
+    :param device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; None picks cuda, then mps, then cpu.
+    :param dtype: ``"auto"`` (bf16 on CUDA where supported, else fp16; fp32 on CPU/MPS), or an explicit dtype.
+    :param max_length: tokens per pair, special tokens included; None = the model's configured maximum,
+        capped at 512 and at its position table.
+    :param batch_size: most pairs per forward pass; None = 32 on CPU, 256 on an accelerator. Batches are also
+        capped at ``max_batch_tokens`` padded tokens (None = 8192 on CPU, 65536 on an accelerator).
+    :param windows: split documents longer than the room a pair leaves them into overlapping windows and
+        score a document by its best window; False truncates them.
+    :param window_stride: tokens between window starts; None = three quarters of the room for the document
+        (windows overlap by a quarter). Clamped to that room.
+    :param max_windows: most windows per document; a longer document gets ``max_windows`` evenly spread
+        windows.
+    :param activation: None (raw logits), ``"sigmoid"``, ``"tanh"``, or ``"model"`` for the activation the
+        model was saved with by sentence-transformers (sigmoid for one label when it saved none).
+    :param show_progress: progress bar over batches; None shows it when this module logs at INFO or lower.
+    :param trust_remote_code: allow custom model code from the model folder or hub repo.
+    :param num_threads: calls ``torch.set_num_threads`` (process-wide) on load; None leaves torch's default.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | None = None,
+        dtype: str = "auto",
+        max_length: int | None = None,
+        batch_size: int | None = None,
+        windows: bool = True,
+        window_stride: int | None = None,
+        max_windows: int | None = 16,
+        activation: str | None = None,
+        show_progress: bool | None = False,
+        trust_remote_code: bool = False,
+        num_threads: int | None = None,
+        max_batch_tokens: int | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError("model must be a non-empty str: a local folder, winnow short name or hub name")
+        _check_positive("max_length", max_length)
+        _check_positive("batch_size", batch_size)
+        _check_positive("window_stride", window_stride)
+        _check_positive("max_windows", max_windows)
+        _check_positive("num_threads", num_threads)
+        _check_positive("max_batch_tokens", max_batch_tokens)
+        key = None if activation is None else str(activation).strip().lower()
+        if key in (None, "none", "identity"):
+            key = "identity"
+        elif key not in _ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {activation!r}; use None (raw logits), 'sigmoid', 'tanh' or 'model'"
+            )
+        self._model_name = model
+        self._device = resolve_device(device)
+        self._dtype = resolve_dtype(dtype, self._device)
+        on_cpu = self._device == "cpu"
+        self._batch_size = batch_size or (_CPU_BATCH if on_cpu else _ACCEL_BATCH)
+        self._max_batch_tokens = max_batch_tokens or (_CPU_BATCH_TOKENS if on_cpu else _ACCEL_BATCH_TOKENS)
+        self._requested_max_length = max_length
+        self._windows = bool(windows)
+        self._window_stride = window_stride
+        self._max_windows = max_windows
+        self._activation = key
+        self.show_progress = show_progress
+        self._trust_remote_code = trust_remote_code
+        self._num_threads = num_threads
+        self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._template: PairTemplate | None = None
+        self._max_length: int | None = None
+        self._num_labels = 1
+        self._default_activation = "sigmoid"
+        self._use_token_types = False
+        self._pad_id = 0
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def model_name(self) -> str:
+        """The model as given (short name, folder or hub name)."""
+        return self._model_name
+
+    @property
+    def device(self) -> str:
+        """The torch device string the model runs on."""
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model weights are loaded in."""
+        return self._dtype
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per pair, special tokens included (loads the model if needed)."""
+        self.load()
+        assert self._max_length is not None
+        return self._max_length
+
+    @property
+    def activation(self) -> str:
+        """Activation on scores: ``"identity"`` (raw logits), ``"sigmoid"``, ``"tanh"`` or ``"model"``."""
+        return self._activation
+
+    @property
+    def default_activation(self) -> str:
+        """The activation sentence-transformers saved with the model (loads the model if needed)."""
+        self.load()
+        return self._default_activation
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the tokenizer and model are loaded."""
+        return self._model is not None
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> CrossEncoderEngine:
+        """Load tokenizer and model once; later calls return at once. Thread-safe."""
+        if self._model is not None:
+            return self
+        with self._lock:
+            if self._model is None:
+                self._load()
+        return self
+
+    def _load(self) -> None:
+        path = resolve_model(self._model_name)
+        if self._num_threads is not None:
+            torch.set_num_threads(self._num_threads)
+        remote = self._trust_remote_code
+        try:
+            config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=remote)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, dtype=self._dtype, trust_remote_code=remote
+            )
+        except OSError as err:
+            new = model_load_error(path, err)
+            if new is err:
+                raise
+            raise new from err
+        num_labels = int(getattr(model.config, "num_labels", 1))
+        if num_labels not in (1, 2):
+            raise ValueError(
+                f"model {self._model_name!r} has {num_labels} labels; a reranker needs one relevance logit "
+                "(or two labels: not relevant, relevant)"
+            )
+        template = pair_template(tokenizer)
+        st_config = _read_json(path, "config_sentence_transformers.json") or {}
+        sbert_config = _read_json(path, "sentence_bert_config.json") or {}
+        max_length = self._resolve_max_length(config, tokenizer, sbert_config, template.num_special)
+        model.to(self._device)
+        model.eval()
+        self._num_labels = num_labels
+        self._default_activation = _saved_activation(config, st_config, num_labels)
+        self._template = template
+        self._max_length = max_length
+        self._use_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._tokenizer = tokenizer
+        self._model = model
+        logger.info(
+            "loaded cross-encoder %s on %s (%s, max_length=%d, windows=%s)",
+            self._model_name,
+            self._device,
+            str(self._dtype).removeprefix("torch."),
+            max_length,
+            self._windows,
+        )
+
+    def _resolve_max_length(
+        self, config: Any, tokenizer: Any, sbert_config: dict[str, Any], num_special: int
+    ) -> int:
+        positions = getattr(config, "max_position_embeddings", None)
+        usable = None
+        if isinstance(positions, int) and positions > 0:
+            offset = 2 if getattr(config, "model_type", "") in _OFFSET_POSITION_MODELS else 0
+            usable = positions - offset
+        if self._requested_max_length is not None:
+            max_length = self._requested_max_length
+            if usable is not None and max_length > usable:
+                logger.warning(
+                    "max_length=%d exceeds the %d positions model %s has; using %d",
+                    max_length,
+                    usable,
+                    self._model_name,
+                    usable,
+                )
+                max_length = usable
+        else:
+            configured = sbert_config.get("max_seq_length")
+            if not isinstance(configured, int) or configured <= 0:
+                configured = getattr(tokenizer, "model_max_length", None)
+            if not isinstance(configured, int) or configured <= 0 or configured > 1_000_000:
+                configured = None  # transformers' "no limit" sentinel is a huge integer
+            max_length = min(x for x in (configured, _DEFAULT_CAP, usable) if x is not None)
+        if max_length < num_special + 2:
+            raise ValueError(
+                f"max_length={max_length} leaves no room for text next to {num_special} special tokens; "
+                "raise it"
+            )
+        return max_length
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """One float32 score per document for ``query`` (raw logits unless an activation was chosen)."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
+            raise TypeError("documents must be a sequence of str (a list), not a single str")
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, str):
+                raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
+        return self._score([query], [0] * len(documents), list(documents))
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One float32 score per ``(query, document)`` pair (raw logits unless an activation was chosen)."""
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+            raise TypeError("pairs must be a sequence of (query, document) tuples")
+        query_index: dict[str, int] = {}
+        owners: list[int] = []
+        documents: list[str] = []
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"pairs[{i}] must be a (query, document) tuple, got {pair!r:.80}")
+            query, doc = pair
+            if not isinstance(query, str) or not isinstance(doc, str):
+                raise TypeError(
+                    f"pairs[{i}] must hold two str, got ({type(query).__name__}, {type(doc).__name__})"
+                )
+            owners.append(query_index.setdefault(query, len(query_index)))
+            documents.append(doc)
+        return self._score(list(query_index), owners, documents)
+
+    def _score(self, queries: list[str], query_of: list[int], documents: list[str]) -> np.ndarray:
+        if not documents:
+            return np.zeros(0, dtype=np.float32)
+        self.load()
+        query_ids = [self._truncated_query(ids) for ids in self._tokenize(queries)]
+        doc_ids = self._tokenize(documents)
+        rows, owner = self._build_rows(query_ids, query_of, doc_ids)
+        row_scores = self._run_rows(rows)
+        scores = np.full(len(documents), -np.inf, dtype=np.float64)
+        np.maximum.at(scores, owner, row_scores)
+        return self._activate(scores).astype(np.float32)
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        with self._tokenizer_lock:
+            encoded = self._tokenizer(
+                texts,
+                add_special_tokens=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                verbose=False,
+            )
+        return [list(ids) for ids in encoded["input_ids"]]
+
+    def _truncated_query(self, ids: list[int]) -> list[int]:
+        assert self._template is not None and self._max_length is not None
+        return truncate_query(ids, self._max_length, self._template.num_special)
+
+    def _stride(self, budget: int) -> int:
+        if self._window_stride is not None:
+            return min(self._window_stride, budget)
+        return max(1, budget - budget // 4)
+
+    def _build_rows(
+        self, query_ids: list[list[int]], query_of: list[int], doc_ids: list[list[int]]
+    ) -> tuple[list[tuple[list[int], list[int]]], np.ndarray]:
+        """Model inputs ``(input_ids, token_type_ids)`` for every (pair, window), and the pair of each row."""
+        assert self._template is not None and self._max_length is not None
+        template, num_special = self._template, self._template.num_special
+        rows: list[tuple[list[int], list[int]]] = []
+        owner: list[int] = []
+        capped = 0
+        for pair, (q_index, ids) in enumerate(zip(query_of, doc_ids, strict=True)):
+            q_ids = query_ids[q_index]
+            budget = doc_budget(len(q_ids), self._max_length, num_special)
+            if self._windows:
+                stride = self._stride(budget)
+                spans = window_spans(len(ids), budget, stride, self._max_windows)
+                capped += _capped(len(ids), budget, stride, self._max_windows)
+            else:
+                spans = [(0, min(len(ids), budget))]
+            for start, end in spans:
+                rows.append(template.build(q_ids, ids[start:end]))
+                owner.append(pair)
+        if capped:
+            logger.debug(
+                "%d of %d documents needed more than max_windows=%d windows; spread their windows evenly",
+                capped,
+                len(doc_ids),
+                self._max_windows,
+            )
+        return rows, np.asarray(owner, dtype=np.int64)
+
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Row indices grouped into batches, longest rows first, capped by rows and by padded tokens."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches: list[list[int]] = []
+        start = 0
+        while start < len(order):
+            longest = max(1, lengths[order[start]])
+            size = max(1, min(self._batch_size, self._max_batch_tokens // longest))
+            batches.append(order[start : start + size])
+            start += size
+        return batches
+
+    def _run_rows(self, rows: list[tuple[list[int], list[int]]]) -> np.ndarray:
+        lengths = [len(ids) for ids, _ in rows]
+        batches = self._batches(lengths)
+        out = np.empty(len(rows), dtype=np.float64)
+        show = self.show_progress
+        if show is None:
+            show = logger.getEffectiveLevel() <= logging.INFO
+        bar = tqdm(batches, desc="Scoring pairs", unit="batch", disable=not show or len(batches) < 2)
+        with torch.inference_mode():
+            for batch in bar:
+                input_ids, attention_mask, token_type_ids = self._collate([rows[i] for i in batch])
+                logits = self._forward(input_ids, attention_mask, token_type_ids)
+                out[batch] = logits.detach().float().cpu().numpy().reshape(-1)
+        return out
+
+    def _collate(
+        self, rows: list[tuple[list[int], list[int]]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        width = max(len(ids) for ids, _ in rows)
+        if self._device.startswith("cuda") and self._max_length is not None:
+            # pad to a multiple of 8 for tensor cores, never past max_length
+            width = max(width, min(-(-width // 8) * 8, self._max_length))
+        input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+        token_types = np.zeros((len(rows), width), dtype=np.int64) if self._use_token_types else None
+        for r, (ids, types) in enumerate(rows):
+            input_ids[r, : len(ids)] = ids
+            attention_mask[r, : len(ids)] = 1
+            if token_types is not None:
+                token_types[r, : len(types)] = types
+        device = self._device
+        return (
+            torch.from_numpy(input_ids).to(device),
+            torch.from_numpy(attention_mask).to(device),
+            None if token_types is None else torch.from_numpy(token_types).to(device),
+        )
+
+    def _forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        """One forward pass: the relevance logit of each row, shape ``(batch,)``."""
+        kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        logits = self._model(**kwargs).logits
+        if logits.shape[-1] == 2:  # (not relevant, relevant): log-odds of relevant = softmax[:, 1] logit
+            return logits[:, 1] - logits[:, 0]
+        return logits[:, 0]
+
+    def _activate(self, scores: np.ndarray) -> np.ndarray:
+        activation = self._default_activation if self._activation == "model" else self._activation
+        if activation == "sigmoid":
+            return sigmoid(scores)
+        if activation == "tanh":
+            return np.tanh(scores)
+        return scores
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self._model_name!r}, device={self._device!r}, "
+            f"dtype={str(self._dtype).removeprefix('torch.')}, windows={self._windows}, "
+            f"loaded={self.is_loaded})"
+        )
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int or None, got {value}")
+
+
+def _capped(length: int, budget: int, stride: int, max_windows: int | None) -> bool:
+    """Whether a document of ``length`` tokens needs more than ``max_windows`` windows."""
+    if max_windows is None or length <= budget:
+        return False
+    return math.ceil((length - budget) / stride) + 1 > max_windows
+
+
+def _saved_activation(config: Any, st_config: dict[str, Any], num_labels: int) -> str:
+    """The activation sentence-transformers saved: v6 ``config_sentence_transformers.json``, v4-5
+    ``config.json['sentence_transformers']``, older ``sbert_ce_default_activation_function``."""
+    path = st_config.get("activation_fn")
+    section = getattr(config, "sentence_transformers", None)
+    if path is None and isinstance(section, dict):
+        path = section.get("activation_fn")
+    if path is None:
+        path = getattr(config, "sbert_ce_default_activation_function", None)
+    if path is None:
+        return "sigmoid" if num_labels == 1 else "identity"
+    if path not in _ST_ACTIVATIONS:
+        logger.warning("unsupported saved activation %s; using sigmoid", path)
+        return "sigmoid"
+    return _ST_ACTIVATIONS[path]

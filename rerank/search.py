@@ -1,0 +1,130 @@
+"""Two-stage search: a first-stage retriever proposes candidates, the cross-encoder reorders them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from retrieval.hit import Hit
+
+logger = logging.getLogger(__name__)
+
+
+class FirstStage(Protocol):
+    name: str
+
+    def retrieve_batch(self, queries: Sequence[str], top_k: int = 10) -> list[list[Hit]]: ...
+
+
+class Scorer(Protocol):
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class RankedHit:
+    """A result after both stages: its final score and rank, and what the first stage said."""
+
+    id: str
+    score: float
+    rank: int
+    first_stage_score: float
+    first_stage_rank: int
+    text: str = ""
+    title: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "score": self.score,
+            "first_stage_score": self.first_stage_score,
+            "rank": self.rank,
+            "first_stage_rank": self.first_stage_rank,
+            "title": self.title,
+            "text": self.text,
+            "meta": self.meta,
+        }
+
+
+@dataclass
+class SearchResult:
+    query: str
+    results: list[RankedHit]
+    timings_ms: dict[str, float]
+    reranked: bool
+
+
+def rerank_hits(query: str, hits: Sequence[Hit], scorer: Scorer) -> list[RankedHit]:
+    """Score every hit with ``scorer`` and order by that score (ties keep first-stage order)."""
+    if not hits:
+        return []
+    scores = np.asarray(scorer.score(query, [h.full_text() for h in hits]), dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    return [
+        RankedHit(
+            id=hits[i].doc_id,
+            score=float(scores[i]),
+            rank=rank,
+            first_stage_score=hits[i].score,
+            first_stage_rank=int(i) + 1,
+            text=hits[i].text,
+            title=hits[i].title,
+            meta=hits[i].meta,
+        )
+        for rank, i in enumerate(order, start=1)
+    ]
+
+
+def first_stage_only(hits: Sequence[Hit]) -> list[RankedHit]:
+    return [
+        RankedHit(
+            id=h.doc_id,
+            score=h.score,
+            rank=r,
+            first_stage_score=h.score,
+            first_stage_rank=r,
+            text=h.text,
+            title=h.title,
+            meta=h.meta,
+        )
+        for r, h in enumerate(hits, start=1)
+    ]
+
+
+class TwoStageSearch:
+    """First stage for ``candidates`` hits, then (with a reranker) cross-encoder reranking to ``top_k``."""
+
+    def __init__(
+        self, first_stage: FirstStage, reranker: Scorer | None = None, *, candidates: int = 100
+    ) -> None:
+        if candidates <= 0:
+            raise ValueError(f"candidates must be positive, got {candidates}")
+        self.first_stage = first_stage
+        self.reranker = reranker
+        self.candidates = candidates
+
+    def search(
+        self, query: str, *, top_k: int = 10, candidates: int | None = None, rerank: bool = True
+    ) -> SearchResult:
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("query must be a non-empty string")
+        if top_k <= 0:
+            raise ValueError(f"top_k must be positive, got {top_k}")
+        candidates = max(candidates or self.candidates, top_k)
+        use_reranker = rerank and self.reranker is not None
+        t0 = time.perf_counter()
+        hits = self.first_stage.retrieve_batch([query], candidates if use_reranker else top_k)[0]
+        t1 = time.perf_counter()
+        timings = {"first_stage": (t1 - t0) * 1000}
+        if use_reranker:
+            ranked = rerank_hits(query, hits, self.reranker)[:top_k]
+            timings["rerank"] = (time.perf_counter() - t1) * 1000
+        else:
+            ranked = first_stage_only(hits[:top_k])
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return SearchResult(query=query, results=ranked, timings_ms=timings, reranked=use_reranker)

@@ -1,0 +1,118 @@
+"""Pure functions on token-id lists: overlapping windows over long documents, pair inputs for a cross-encoder.
+
+A cross-encoder reads ``[CLS] query [SEP] document [SEP]`` up to its maximum length. A document longer than
+the room left after the query is split into overlapping windows here; the engine scores each window as its own
+pair and keeps the maximum, so the end of a long document is never silently cut off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["PairTemplate", "doc_budget", "split_windows", "truncate_query", "window_spans"]
+
+
+def window_spans(
+    length: int, budget: int, stride: int, max_windows: int | None = None
+) -> list[tuple[int, int]]:
+    """``(start, end)`` spans of overlapping windows over a sequence of ``length`` tokens.
+
+    Windows hold at most ``budget`` tokens and start ``stride`` tokens apart, so consecutive windows overlap
+    by ``budget - stride``; the last window is aligned to end at the end of the sequence (so it may overlap
+    its predecessor by more). A sequence of at most ``budget`` tokens (including an empty one) is one window.
+
+    With ``max_windows``, a sequence that would need more windows gets exactly ``max_windows`` windows with
+    evenly spread starts, the first at the beginning and the last at the end: coverage stays complete while
+    the spread windows still overlap, and only beyond that do gaps appear in the middle of the document.
+    """
+    if budget <= 0:
+        raise ValueError(f"budget must be a positive number of tokens, got {budget}")
+    if stride <= 0 or stride > budget:
+        raise ValueError(f"stride must be in [1, budget={budget}] so windows leave no gaps, got {stride}")
+    if max_windows is not None and max_windows < 1:
+        raise ValueError(f"max_windows must be >= 1 or None, got {max_windows}")
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    if length <= budget:
+        return [(0, length)]
+    last_start = length - budget
+    count = math.ceil(last_start / stride) + 1
+    if max_windows is not None and count > max_windows:
+        if max_windows == 1:
+            return [(0, budget)]
+        starts = [round(i * last_start / (max_windows - 1)) for i in range(max_windows)]
+    else:
+        starts = [*range(0, last_start, stride), last_start]
+    return [(start, start + budget) for start in starts]
+
+
+def split_windows(
+    doc_ids: Sequence[int], budget: int, stride: int, max_windows: int | None = None
+) -> list[list[int]]:
+    """Split ``doc_ids`` into overlapping windows of at most ``budget`` ids (see :func:`window_spans`)."""
+    spans = window_spans(len(doc_ids), budget, stride, max_windows)
+    return [list(doc_ids[start:end]) for start, end in spans]
+
+
+def truncate_query(query_ids: Sequence[int], max_length: int, num_special: int) -> list[int]:
+    """Keep at most half of the room a pair has for text (``max_length - num_special``) for the query."""
+    room = max_length - num_special
+    if room < 2:
+        raise ValueError(
+            f"max_length={max_length} leaves no room for text next to {num_special} special tokens; "
+            "raise max_length"
+        )
+    return list(query_ids[: room // 2])
+
+
+def doc_budget(query_len: int, max_length: int, num_special: int) -> int:
+    """Tokens left for the document once the query and the special tokens of a pair are placed."""
+    budget = max_length - num_special - query_len
+    if budget <= 0:
+        raise ValueError(
+            f"no room for the document: max_length={max_length}, query {query_len} tokens, "
+            f"{num_special} special tokens; truncate the query (truncate_query) or raise max_length"
+        )
+    return budget
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """Where a tokenizer puts its special tokens around a (query, document) pair, e.g. BERT's
+    ``[CLS] A [SEP] B [SEP]`` with token types ``0 0.. 0 1.. 1``; RoBERTa's ``<s> A </s></s> B </s>``.
+
+    ``prefix``/``middle``/``suffix`` are the special-token ids before A, between A and B and after B; the
+    ``*_types`` fields are the matching token-type ids (``a_type``/``b_type`` for every token of A/B).
+    """
+
+    prefix: tuple[int, ...]
+    middle: tuple[int, ...]
+    suffix: tuple[int, ...]
+    prefix_types: tuple[int, ...] = ()
+    middle_types: tuple[int, ...] = ()
+    suffix_types: tuple[int, ...] = ()
+    a_type: int = 0
+    b_type: int = 0
+
+    @property
+    def num_special(self) -> int:
+        """Number of special tokens a pair gets."""
+        return len(self.prefix) + len(self.middle) + len(self.suffix)
+
+    def build(self, query_ids: Sequence[int], doc_ids: Sequence[int]) -> tuple[list[int], list[int]]:
+        """``(input_ids, token_type_ids)`` of one pair."""
+        ids = [*self.prefix, *query_ids, *self.middle, *doc_ids, *self.suffix]
+        types = [
+            *self._types(self.prefix_types, len(self.prefix)),
+            *([self.a_type] * len(query_ids)),
+            *self._types(self.middle_types, len(self.middle)),
+            *([self.b_type] * len(doc_ids)),
+            *self._types(self.suffix_types, len(self.suffix)),
+        ]
+        return ids, types
+
+    @staticmethod
+    def _types(types: tuple[int, ...], n: int) -> tuple[int, ...]:
+        return types if len(types) == n else (0,) * n

@@ -1,0 +1,86 @@
+"""Lexical first stage: BM25 over passages with bm25s (English stemming and stop words by default)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from retrieval.corpus import Passage
+from retrieval.hit import Hit, collapse_to_documents
+
+logger = logging.getLogger(__name__)
+
+
+class BM25Retriever:
+    """BM25 (Lucene variant, k1=0.9, b=0.4 as in Pyserini's BEIR baselines) built in memory with bm25s."""
+
+    name = "bm25"
+
+    def __init__(
+        self,
+        passages: Sequence[Passage],
+        *,
+        k1: float = 0.9,
+        b: float = 0.4,
+        stemmer: str | None = "english",
+        stopwords: str | None = "en",
+        collapse_chunks: bool = True,
+        show_progress: bool = False,
+    ) -> None:
+        import bm25s
+
+        if not passages:
+            raise ValueError("BM25Retriever needs at least one passage")
+        self.passages = list(passages)
+        self.collapse_chunks = collapse_chunks and any(p.parent_id for p in self.passages)
+        self.show_progress = show_progress
+        self._stopwords = stopwords
+        self._stemmer = None
+        if stemmer:
+            import Stemmer
+
+            self._stemmer = Stemmer.Stemmer(stemmer)
+        self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
+        tokens = self._tokenize([p.full_text() for p in self.passages])
+        self._bm25.index(tokens, show_progress=show_progress)
+
+    def _tokenize(self, texts: list[str]):
+        import bm25s
+
+        return bm25s.tokenize(
+            texts, stopwords=self._stopwords, stemmer=self._stemmer, show_progress=self.show_progress
+        )
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def retrieve(self, query: str, top_k: int = 10) -> list[Hit]:
+        """The ``top_k`` best passages (documents, when the corpus is chunked) for one query."""
+        return self.retrieve_batch([query], top_k)[0]
+
+    def retrieve_batch(self, queries: Sequence[str], top_k: int = 10) -> list[list[Hit]]:
+        """``retrieve`` for many queries at once."""
+        if top_k <= 0:
+            raise ValueError(f"top_k must be positive, got {top_k}")
+        if not queries:
+            return []
+        fetch = min(len(self.passages), top_k * 4 if self.collapse_chunks else top_k)
+        tokens = self._tokenize(list(queries))
+        indices, scores = self._bm25.retrieve(tokens, k=fetch, show_progress=False, n_threads=0)
+        results = []
+        for row_idx, row_scores in zip(indices, scores, strict=True):
+            hits = [
+                self._hit(int(i), float(s))
+                for i, s in zip(row_idx, row_scores, strict=True)
+                if np.isfinite(s) and s > 0
+            ]
+            if self.collapse_chunks:
+                hits = collapse_to_documents(hits)
+            results.append(hits[:top_k])
+        return results
+
+    def _hit(self, index: int, score: float) -> Hit:
+        p = self.passages[index]
+        return Hit(id=p.id, score=score, text=p.text, title=p.title, meta=p.meta, parent_id=p.parent_id)

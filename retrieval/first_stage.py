@@ -1,0 +1,38 @@
+"""Build any first stage (dense, BM25, hybrid) over one ``WinnowIndex``."""
+
+from __future__ import annotations
+
+from indexes import DocumentRecord, WinnowIndex
+from retrieval.bm25 import BM25Retriever
+from retrieval.corpus import Passage
+from retrieval.dense import TITLE_KEY, DenseRetriever
+from retrieval.embedder import Embedder
+from retrieval.hybrid import HybridRetriever
+
+FIRST_STAGES = ("dense", "bm25", "hybrid")
+
+
+def record_to_passage(record: DocumentRecord) -> Passage:
+    meta = dict(record.meta)
+    title = str(meta.pop(TITLE_KEY, "") or "")
+    return Passage(id=record.id, text=record.text, title=title, meta=meta, parent_id=record.parent_id)
+
+
+def bm25_from_index(index: WinnowIndex, **kwargs) -> BM25Retriever:
+    """BM25 over the passages stored in the index's document table."""
+    return BM25Retriever([record_to_passage(r) for r in index.table.iter_records()], **kwargs)
+
+
+def make_first_stage(
+    kind: str, index: WinnowIndex, embedder: Embedder | None = None, *, rrf_k: int = 60, depth: int = 100
+) -> DenseRetriever | BM25Retriever | HybridRetriever:
+    """``dense``, ``bm25`` or ``hybrid`` (RRF of both) over ``index``."""
+    if kind == "dense":
+        return DenseRetriever(index, embedder)
+    if kind == "bm25":
+        return bm25_from_index(index)
+    if kind == "hybrid":
+        return HybridRetriever(
+            [DenseRetriever(index, embedder), bm25_from_index(index)], k=rrf_k, depth=depth
+        )
+    raise ValueError(f"unknown first stage {kind!r}; choose one of {', '.join(FIRST_STAGES)}")

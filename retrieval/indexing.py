@@ -1,0 +1,93 @@
+"""Build a ``WinnowIndex`` from passages: chunk, embed in blocks, train when the index type needs it, add."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from indexes import DocumentRecord, VectorIndex, WinnowIndex
+from retrieval.chunker import chunk_passages
+from retrieval.corpus import Passage
+from retrieval.dense import TITLE_KEY
+from retrieval.embedder import Embedder
+
+logger = logging.getLogger(__name__)
+
+MAX_TRAINING_VECTORS = 200_000
+
+
+def passage_to_record(passage: Passage) -> DocumentRecord:
+    meta = dict(passage.meta)
+    if passage.title:
+        meta[TITLE_KEY] = passage.title
+    return DocumentRecord(id=passage.id, text=passage.text, meta=meta, parent_id=passage.parent_id)
+
+
+def build_index(
+    passages: Sequence[Passage],
+    embedder: Embedder,
+    *,
+    factory: str = "Flat",
+    chunk_words: int | None = None,
+    chunk_overlap: int | None = None,
+    block_size: int = 4096,
+    show_progress: bool = True,
+) -> WinnowIndex:
+    """Chunk (when ``chunk_words`` is set), embed title + text, and index every passage.
+
+    Index types that need training (IVF, PQ) are trained on up to 200k embedded passages first.
+    """
+    if not passages:
+        raise ValueError("no passages to index")
+    chunked = False
+    if chunk_words:
+        overlap = chunk_overlap if chunk_overlap is not None else chunk_words // 5
+        before = len(passages)
+        passages = chunk_passages(passages, size=chunk_words, overlap=overlap)
+        chunked = any(p.parent_id for p in passages)
+        logger.info(
+            "chunked %d documents into %d passages (%d words, overlap %d)",
+            before,
+            len(passages),
+            chunk_words,
+            overlap,
+        )
+    vectors_index = VectorIndex(embedder.dim, factory=factory)
+    index = WinnowIndex(
+        vectors=vectors_index,
+        embedder=embedder.name,
+        extra={
+            "chunked": chunked,
+            "chunk_words": chunk_words,
+            "chunk_overlap": chunk_overlap if chunked else None,
+        },
+    )
+    texts = [p.full_text() for p in passages]
+    pending_train = vectors_index.needs_training
+    buffered: list[tuple[list[Passage], np.ndarray]] = []
+    with tqdm(total=len(passages), desc="embedding", unit="passage", disable=not show_progress) as bar:
+        for start in range(0, len(passages), block_size):
+            block = list(passages[start : start + block_size])
+            vectors = embedder.embed_documents(texts[start : start + block_size])
+            bar.update(len(block))
+            if pending_train:
+                buffered.append((block, vectors))
+                if sum(len(b) for b, _ in buffered) >= MAX_TRAINING_VECTORS or start + block_size >= len(
+                    passages
+                ):
+                    _train(vectors_index, np.concatenate([v for _, v in buffered]))
+                    pending_train = False
+                    for b, v in buffered:
+                        index.add_records([passage_to_record(p) for p in b], v)
+                    buffered.clear()
+                continue
+            index.add_records([passage_to_record(p) for p in block], vectors)
+    return index
+
+
+def _train(vectors_index: VectorIndex, vectors: np.ndarray) -> None:
+    logger.info("training %s on %d vectors", vectors_index.factory, len(vectors))
+    vectors_index.train(vectors[:MAX_TRAINING_VECTORS])
