@@ -79,6 +79,9 @@ def _setup_logging(verbosity: int) -> None:
     )
     if verbosity == 0:
         logging.getLogger("winnow").setLevel(logging.INFO)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # per-file "Loading weights" bars; winnow shows its own
 
 
 def _emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
@@ -143,7 +146,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     expected = resolve_embedder(args.embedder)[0] if args.embedder else None
     index = WinnowIndex.load(args.index, expected_embedder=expected)
-    embedder = Embedder(args.embedder or index.embedder, device=args.device, show_progress=False)
+    embedder = Embedder(args.embedder or index.embedder, device=args.device, show_progress=False).load()
     first_stage = make_first_stage(args.first_stage, index, embedder, depth=args.candidates)
     searcher = TwoStageSearch(
         first_stage, _load_reranker(args.reranker, args.device), candidates=args.candidates

@@ -111,9 +111,11 @@ def run_quickstart(
         )
 
     measures = [ir_measures.nDCG @ 10, ir_measures.RR @ 10, ir_measures.P @ 1]
+    first_agg = ir_measures.calc_aggregate(measures, qrels, first_run)
+    rerank_agg = ir_measures.calc_aggregate(measures, qrels, rerank_run)
     metrics = {
-        "first_stage": {str(m): v for m, v in ir_measures.calc_aggregate(measures, qrels, first_run).items()},
-        "reranked": {str(m): v for m, v in ir_measures.calc_aggregate(measures, qrels, rerank_run).items()},
+        "first_stage": {str(m): first_agg[m] for m in measures},
+        "reranked": {str(m): rerank_agg[m] for m in measures},
     }
     say()
     say("* = judged relevant.  Over all sample queries (ir-measures):")

@@ -7,45 +7,12 @@ pair and keeps the maximum, so the end of a long document is never silently cut 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from retrieval.chunker import window_spans
+
 __all__ = ["PairTemplate", "doc_budget", "split_windows", "truncate_query", "window_spans"]
-
-
-def window_spans(
-    length: int, budget: int, stride: int, max_windows: int | None = None
-) -> list[tuple[int, int]]:
-    """``(start, end)`` spans of overlapping windows over a sequence of ``length`` tokens.
-
-    Windows hold at most ``budget`` tokens and start ``stride`` tokens apart, so consecutive windows overlap
-    by ``budget - stride``; the last window is aligned to end at the end of the sequence (so it may overlap
-    its predecessor by more). A sequence of at most ``budget`` tokens (including an empty one) is one window.
-
-    With ``max_windows``, a sequence that would need more windows gets exactly ``max_windows`` windows with
-    evenly spread starts, the first at the beginning and the last at the end: coverage stays complete while
-    the spread windows still overlap, and only beyond that do gaps appear in the middle of the document.
-    """
-    if budget <= 0:
-        raise ValueError(f"budget must be a positive number of tokens, got {budget}")
-    if stride <= 0 or stride > budget:
-        raise ValueError(f"stride must be in [1, budget={budget}] so windows leave no gaps, got {stride}")
-    if max_windows is not None and max_windows < 1:
-        raise ValueError(f"max_windows must be >= 1 or None, got {max_windows}")
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
-    if length <= budget:
-        return [(0, length)]
-    last_start = length - budget
-    count = math.ceil(last_start / stride) + 1
-    if max_windows is not None and count > max_windows:
-        if max_windows == 1:
-            return [(0, budget)]
-        starts = [round(i * last_start / (max_windows - 1)) for i in range(max_windows)]
-    else:
-        starts = [*range(0, last_start, stride), last_start]
-    return [(start, start + budget) for start in starts]
 
 
 def split_windows(

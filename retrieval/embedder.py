@@ -80,6 +80,11 @@ class Embedder:
         self.show_progress = show_progress
         self._model = None
 
+    def load(self) -> Embedder:
+        """Load the model now (it otherwise loads on first use); idempotent."""
+        self._load()
+        return self
+
     def _load(self):
         if self._model is None:
             from sentence_transformers import SentenceTransformer
@@ -110,24 +115,26 @@ class Embedder:
         """The model's Hugging Face tokenizer (used for token-window chunking)."""
         return self._load().tokenizer
 
-    def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], prefix: str, show_progress: bool | None) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("pass a list of texts, not a single string")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if show_progress is None:
+            show_progress = self.show_progress and len(texts) > 256
         vectors = self._load().encode(
             [prefix + t for t in texts],
             batch_size=self.batch_size,
-            show_progress_bar=self.show_progress and len(texts) > 256,
+            show_progress_bar=show_progress,
             convert_to_numpy=True,
             normalize_embeddings=True,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed document texts (a progress bar shows for large batches when ``show_progress``)."""
-        return self._encode(texts, self.document_prefix)
+    def embed_documents(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
+        """Embed document texts; a progress bar shows for large batches unless ``show_progress=False``."""
+        return self._encode(texts, self.document_prefix, show_progress)
 
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_queries(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
         """Embed query texts."""
-        return self._encode(texts, self.query_prefix)
+        return self._encode(texts, self.query_prefix, show_progress)

@@ -33,7 +33,7 @@ def build_index(
     factory: str = "Flat",
     chunk_words: int | None = None,
     chunk_overlap: int | None = None,
-    block_size: int = 4096,
+    block_size: int = 1024,
     show_progress: bool = True,
 ) -> WinnowIndex:
     """Chunk (when ``chunk_words`` is set), embed title + text, and index every passage.
@@ -71,7 +71,7 @@ def build_index(
     with tqdm(total=len(passages), desc="embedding", unit="passage", disable=not show_progress) as bar:
         for start in range(0, len(passages), block_size):
             block = list(passages[start : start + block_size])
-            vectors = embedder.embed_documents(texts[start : start + block_size])
+            vectors = embedder.embed_documents(texts[start : start + block_size], show_progress=False)
             bar.update(len(block))
             if pending_train:
                 buffered.append((block, vectors))
