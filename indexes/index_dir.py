@@ -54,6 +54,13 @@ class IndexManifest:
     files: dict[str, str]
     created_at: str
     extra: dict = field(default_factory=dict)
+    documents: int | None = None  # table rows (``count`` counts vectors); None in manifests from before rows
+    # without vectors existed, where the two were equal
+
+    @property
+    def document_count(self) -> int:
+        """Number of table rows (documents with and without a vector)."""
+        return self.count if self.documents is None else self.documents
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -64,10 +71,10 @@ class IndexManifest:
         if not isinstance(data, dict):
             raise ValueError("manifest is not a JSON object")
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in data]
+        missing = [n for n in names if n not in data and n != "documents"]
         if missing:
             raise ValueError(f"manifest lacks fields {missing}")
-        return cls(**{n: data[n] for n in names})
+        return cls(**{n: data[n] for n in names if n in data})
 
 
 def read_manifest(path: str | Path) -> IndexManifest:
@@ -87,6 +94,9 @@ def read_manifest(path: str | Path) -> IndexManifest:
 class WinnowIndex:
     """A vector index and its document table kept consistent: the table's ``key`` is the vector id.
 
+    Every vector has a table row; a row may have no vector (pass ``vectors=None`` or ``has_vector`` to
+    :meth:`add_records`/:meth:`upsert_records`): it is stored and read like any other but never found by
+    :meth:`search`. ``len(index)`` counts vectors (the searchable rows), ``index.table.count()`` all rows.
     Build with :meth:`create`, or pass existing parts. ``embedder`` names the model that made the vectors;
     ``extra`` carries free-form build settings (e.g. chunking) into the manifest. All methods are thread-safe.
     """
@@ -123,59 +133,98 @@ class WinnowIndex:
         return cls(vectors, DocumentTable(), embedder=embedder, extra=extra)
 
     def __len__(self) -> int:
+        """Number of vectors (searchable rows); rows without a vector are counted by ``table.count()``."""
         return len(self.vectors)
 
     def __repr__(self) -> str:
         return f"WinnowIndex(embedder={self.embedder!r}, vectors={self.vectors!r})"
 
     # ------------------------------------------------------------------ writes
-    def _check_batch(self, records: Sequence[DocumentRecord], vectors: object) -> np.ndarray:
+    def _check_batch(
+        self, records: Sequence[DocumentRecord], vectors: object, has_vector: object
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(which records get a vector, their float32 vectors in record order)."""
+        if has_vector is None:
+            mask = np.full(len(records), vectors is not None)
+        else:
+            mask = np.asarray(has_vector, dtype=bool)
+            if mask.shape != (len(records),):
+                raise ValueError(
+                    f"has_vector has shape {mask.shape} for {len(records)} records; pass one flag each"
+                )
+        if vectors is None:
+            if mask.any():
+                raise ValueError("has_vector marks records as having vectors, but vectors is None")
+            return mask, np.empty((0, self.vectors.dim), dtype=np.float32)
         x = as_float32_matrix(vectors, self.vectors.dim)
-        if len(records) != x.shape[0]:
+        if int(mask.sum()) != x.shape[0]:
+            what = "records" if has_vector is None else "records marked in has_vector"
             raise ValueError(
-                f"got {len(records)} records for {x.shape[0]} vectors; pass one vector per record"
+                f"got {int(mask.sum())} {what} for {x.shape[0]} vectors; pass one vector per record"
             )
         self.vectors.check_trained()
-        return x
+        return mask, x
 
     @staticmethod
-    def _with_embeddings(records: Sequence[DocumentRecord], x: np.ndarray) -> list[DocumentRecord]:
+    def _with_embeddings(
+        records: Sequence[DocumentRecord], mask: np.ndarray, x: np.ndarray
+    ) -> list[DocumentRecord]:
+        vector_of = dict(zip(np.flatnonzero(mask).tolist(), x, strict=True))
         return [
-            r if r.embedding is not None else dataclasses.replace(r, embedding=v)
-            for r, v in zip(records, x, strict=True)
+            dataclasses.replace(r, embedding=vector_of[i]) if i in vector_of and r.embedding is None else r
+            for i, r in enumerate(records)
         ]
 
     def add_records(
-        self, records: Iterable[DocumentRecord], vectors: object, *, store_embeddings: bool = False
+        self,
+        records: Iterable[DocumentRecord],
+        vectors: object = None,
+        *,
+        has_vector: object = None,
+        store_embeddings: bool = False,
     ) -> np.ndarray:
         """Insert new records and their vectors; returns the keys. Nothing is written if either side fails.
 
-        ``store_embeddings=True`` also stores each vector in the table for records without an embedding.
+        ``vectors`` holds one row per record, or per record flagged in the boolean ``has_vector``;
+        ``vectors=None`` stores table rows only. ``store_embeddings=True`` also stores each vector in the
+        table for records without an embedding.
         """
         records = list(records)
-        x = self._check_batch(records, vectors)
+        mask, x = self._check_batch(records, vectors, has_vector)
         if store_embeddings:
-            records = self._with_embeddings(records, x)
+            records = self._with_embeddings(records, mask, x)
         with self._lock:
             keys = self.table.insert(records)
             try:
-                self.vectors.add(keys, x)
+                if x.shape[0]:
+                    self.vectors.add(keys[mask], x)
             except BaseException:
                 self.table.delete([r.id for r in records])
                 raise
         return keys
 
     def upsert_records(
-        self, records: Iterable[DocumentRecord], vectors: object, *, store_embeddings: bool = False
+        self,
+        records: Iterable[DocumentRecord],
+        vectors: object = None,
+        *,
+        has_vector: object = None,
+        store_embeddings: bool = False,
     ) -> np.ndarray:
-        """Insert or replace records and their vectors by document id; returns the keys."""
+        """Insert or replace records and their vectors by document id; returns the keys.
+
+        ``vectors``/``has_vector`` as in :meth:`add_records`; a replaced record without a new vector loses
+        its old one.
+        """
         records = list(records)
-        x = self._check_batch(records, vectors)
+        mask, x = self._check_batch(records, vectors, has_vector)
         if store_embeddings:
-            records = self._with_embeddings(records, x)
+            records = self._with_embeddings(records, mask, x)
         with self._lock:
             keys = self.table.upsert(records)
-            self.vectors.upsert(keys, x)
+            self.vectors.remove(keys[~mask])
+            if x.shape[0]:
+                self.vectors.upsert(keys[mask], x)
         return keys
 
     def delete_ids(self, ids: Iterable[str]) -> int:
@@ -243,6 +292,7 @@ class WinnowIndex:
             metric=self.vectors.metric,
             factory=self.vectors.factory,
             count=len(self.vectors),
+            documents=self.table.count(),
             files=files,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             extra=self.extra,
@@ -263,9 +313,11 @@ class WinnowIndex:
         _check_replaceable(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            if len(self.vectors) != self.table.count():
+            orphans = _vectors_without_rows(self.vectors, self.table)
+            if orphans.size:
                 raise WinnowIndexError(
-                    f"refusing to save: {len(self.vectors)} vectors but {self.table.count()} documents"
+                    f"refusing to save: {orphans.size} vector ids have no document row, "
+                    f"e.g. {orphans[:5].tolist()}"
                 )
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
             try:
@@ -274,7 +326,9 @@ class WinnowIndex:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        logger.info("Saved index with %d documents to %s", manifest.count, target)
+        logger.info(
+            "Saved index with %d documents (%d vectors) to %s", manifest.documents, manifest.count, target
+        )
         return manifest
 
     @classmethod
@@ -307,7 +361,11 @@ class WinnowIndex:
             table.close()
             raise
         logger.info(
-            "Loaded index with %d documents from %s (embedder %s)", len(vectors), path, manifest.embedder
+            "Loaded index with %d documents (%d vectors) from %s (embedder %s)",
+            table.count(),
+            len(vectors),
+            path,
+            manifest.embedder,
         )
         return cls(vectors, table, embedder=manifest.embedder, extra=manifest.extra)
 
@@ -371,10 +429,16 @@ def _check_consistency(
         problems.append(f"vectors use metric {vectors.metric!r}, manifest says {manifest.metric!r}")
     if vectors.factory != manifest.factory:
         problems.append(f"vectors use factory {vectors.factory!r}, manifest says {manifest.factory!r}")
-    counts = {"manifest": manifest.count, "vectors": len(vectors), "documents": table.count()}
-    if len(set(counts.values())) != 1:
-        problems.append(f"counts disagree: {counts}")
-    elif not np.array_equal(vectors.ids(), table.all_keys()):
-        problems.append("vector ids and document keys differ")
+    counts = {"manifest": manifest.count, "vectors": len(vectors)}
+    documents = {"manifest": manifest.document_count, "table": table.count()}
+    if len(set(counts.values())) != 1 or len(set(documents.values())) != 1:
+        problems.append(f"counts disagree: vectors {counts}, documents {documents}")
+    elif _vectors_without_rows(vectors, table).size:
+        problems.append("some vector ids have no document row")
     if problems:
         raise IndexCorruptedError(f"index {path} is inconsistent: {'; '.join(problems)}; re-index the corpus")
+
+
+def _vectors_without_rows(vectors: VectorIndex, table: DocumentTable) -> np.ndarray:
+    """Vector ids that are not table keys (every vector must have a row; a row need not have a vector)."""
+    return np.setdiff1d(vectors.ids(), table.all_keys(), assume_unique=True)

@@ -1,14 +1,12 @@
 """A Haystack ``DocumentStore`` on a winnow index: FAISS holds the vectors, the SQLite table the documents.
 
-Documents with an embedding live in a :class:`~indexes.WinnowIndex` (table row + FAISS vector, the table's
-``key`` is the FAISS id); documents without one live only in a second, table-only
-:class:`~indexes.DocumentTable`.
-Both tables draw their keys from one counter, so merging them by key gives insertion order, exactly as
-Haystack's ``InMemoryDocumentStore`` returns documents (an overwritten document moves to the end).
+Every document is a row of one :class:`~indexes.WinnowIndex` table (the table's ``key`` is the FAISS id);
+documents with an embedding also have a FAISS vector, documents without one are rows only (never searched).
+Keys follow insertion order (SQLite ``AUTOINCREMENT``), so reading the table by key returns documents as
+Haystack's ``InMemoryDocumentStore`` does (an overwritten document is re-inserted, so it moves to the end).
 
-On disk (``index_path``) the store is an ordinary winnow index directory (``WinnowIndex.load`` reads it
-and sees the searchable documents) plus ``documents_without_embedding.sqlite``, whose sha256 is recorded in
-the manifest's ``extra["haystack_store"]``.
+On disk (``index_path``) the store is an ordinary winnow index directory, written by ``WinnowIndex.save``;
+its manifest's ``extra["haystack_store"]`` says whether the dimension is still open (no embedding yet).
 
 Round-trip. ``id``, ``content``, ``meta`` (JSON: nested dicts and lists survive; tuples come back as lists),
 ``embedding`` (the raw vector in the table's float32 embedding column; values that float32 cannot hold exactly
@@ -22,17 +20,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import hashlib
-import heapq
 import json
 import logging
-import os
-import shutil
-import sqlite3
-import tempfile
 import threading
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +35,22 @@ from haystack.document_stores.types import DuplicatePolicy
 from haystack.errors import FilterError
 from haystack.utils.filters import COMPARISON_OPERATORS, LOGICAL_OPERATORS, document_matches_filter
 
-from indexes import DocumentRecord, DocumentTable, IndexCorruptedError, WinnowIndex
-from indexes.index_dir import MANIFEST_FILE
+from indexes import (
+    DocumentRecord,
+    DocumentTable,
+    VectorIndex,
+    WinnowIndex,
+    WinnowIndexError,
+)
 from retrieval.embedder import DEFAULT_EMBEDDER
 
 logger = logging.getLogger(__name__)
 
 RESERVED_META_KEY = "__haystack__"
-SIDE_FILE = "documents_without_embedding.sqlite"
 MANIFEST_KEY = "haystack_store"
 STORE_FORMAT = 1
 METRICS = ("ip", "l2")
 _BATCH = 1000
-_HASH_BLOCK = 1 << 20
 
 
 # ---------------------------------------------------------------------- Document <-> DocumentRecord
@@ -238,50 +232,6 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-# ---------------------------------------------------------------------- files
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - directories cannot be opened on some platforms
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Replace directory ``target`` by ``new``; on failure ``target`` is left (or put back) as it was."""
-    backup = None
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, backup)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if backup is not None:
-            os.replace(backup, target)
-        raise
-    _fsync(target.parent)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-
-
-def _max_key(table: DocumentTable) -> int:
-    keys = table.all_keys()
-    return int(keys[-1]) if keys.size else -1
-
-
 # ---------------------------------------------------------------------- the store
 class WinnowDocumentStore:
     """Haystack document store backed by a winnow index (FAISS + SQLite document table).
@@ -327,44 +277,37 @@ class WinnowDocumentStore:
         self.metric = metric
         self.embedder = embedder
         self._lock = threading.RLock()
-        self._index: WinnowIndex | None = None
-        self._side = DocumentTable()
-        self._next_key = 0
+        self._index: WinnowIndex
+        self._dim_open: bool  # True while _index is a placeholder (dimension 1) awaiting the first vector
         path = None if index_path is None else Path(index_path)
         if path is not None and path.exists() and not (path.is_dir() and not any(path.iterdir())):
             self._load(path)
-        elif embedding_dim is not None:
-            self._index = self._new_index(embedding_dim)
+        else:
+            self._index, self._dim_open = self._new_index(embedding_dim), embedding_dim is None
 
     # ------------------------------------------------------------------ setup
-    def _new_index(self, dim: int) -> WinnowIndex:
-        index = WinnowIndex.create(dim, embedder=self.embedder, factory=self.factory, metric=self.metric)
-        if index.vectors.needs_training:
+    def _new_index(self, dim: int | None, table: DocumentTable | None = None) -> WinnowIndex:
+        """An index of dimension ``dim`` over ``table`` (new when None); ``dim=None`` gives a placeholder
+        (dimension 1) that holds documents without embeddings until the dimension is known."""
+        vectors = VectorIndex(dim or 1, self.factory if dim else "Flat", self.metric)
+        if vectors.needs_training:
             raise ValueError(
                 f"factory {self.factory!r} needs training, which WinnowDocumentStore does not do; use a "
                 f"factory without training (e.g. 'Flat', 'HNSW32'), or build and train the index with "
                 f"`winnow index` and open it with index_path"
             )
-        return index
+        return WinnowIndex(vectors, table, embedder=self.embedder)
 
     def _load(self, path: Path) -> None:
         index = WinnowIndex.load(path, expected_embedder=self.embedder)
         info = index.extra.get(MANIFEST_KEY)
         info = info if isinstance(info, dict) else {}
-        if info.get("side_file"):
-            self._side = self._load_side(path, info)
-        if info.get("dim_provisional") and len(index) == 0:
-            index = None  # saved before any embedding was written: the dimension is still open
-        if index is None:
-            if self.embedding_dim_init is not None:
-                index = self._new_index(self.embedding_dim_init)
-        else:
+        self._dim_open = bool(info.get("dim_provisional")) and len(index) == 0
+        if self._dim_open and self.embedding_dim_init is not None:
+            index, self._dim_open = self._new_index(self.embedding_dim_init, index.table), False
+        elif not self._dim_open:
             self._check_loaded(path, index)
         self._index = index
-        keys = [int(info.get("next_key", 0)), _max_key(self._side) + 1]
-        if index is not None:
-            keys.append(_max_key(index.table) + 1)
-        self._next_key = max(keys)
         logger.info("Opened WinnowDocumentStore at %s with %d documents", path, self.count_documents())
 
     def _check_loaded(self, path: Path, index: WinnowIndex) -> None:
@@ -389,44 +332,16 @@ class WinnowDocumentStore:
                 index.vectors.factory,
             )
 
-    @staticmethod
-    def _load_side(path: Path, info: dict[str, Any]) -> DocumentTable:
-        file = path / str(info["side_file"])
-        if not file.is_file():
-            raise IndexCorruptedError(
-                f"index {path} is missing {file.name} (its documents without embeddings); restore the "
-                f"directory from a backup or re-create the store",
-                file=file.name,
-            )
-        if info.get("side_sha256") and _sha256(file) != info["side_sha256"]:
-            raise IndexCorruptedError(
-                f"{file} does not match the sha256 in {MANIFEST_FILE}: it is corrupted or was modified after "
-                f"saving; restore the directory from a backup",
-                file=file.name,
-            )
-        try:
-            table = DocumentTable.load_from(file)
-        except (ValueError, OSError, sqlite3.DatabaseError) as exc:
-            raise IndexCorruptedError(f"{file} cannot be read: {exc}", file=file.name) from exc
-        if "side_count" in info and table.count() != info["side_count"]:
-            table.close()
-            raise IndexCorruptedError(
-                f"{file} holds {table.count()} documents, {MANIFEST_FILE} says {info['side_count']}",
-                file=file.name,
-            )
-        return table
-
     # ------------------------------------------------------------------ properties
     @property
     def index(self) -> WinnowIndex | None:
-        """The winnow index of the documents with embeddings (``None`` until the dimension is known)."""
-        return self._index
+        """The winnow index holding every document (``None`` until the dimension is known)."""
+        return None if self._dim_open else self._index
 
     @property
     def embedding_dim(self) -> int | None:
         """The dimension of the stored vectors, or ``None`` while it is not known yet."""
-        index = self._index
-        return None if index is None else index.vectors.dim
+        return None if self._dim_open else self._index.vectors.dim
 
     def __repr__(self) -> str:
         return (
@@ -455,132 +370,78 @@ class WinnowDocumentStore:
     def save(self, path: str | Path | None = None) -> Path:
         """Write the store atomically to ``path`` (default ``index_path``); returns the directory.
 
-        Everything is written to a staging directory beside it and renamed into place; on any error the
-        previous directory stays as it was.
+        ``WinnowIndex.save`` writes a temporary directory beside it and renames it into place; on any error
+        the previous directory stays as it was.
         """
         if path is None:
             if self.index_path is None:
                 raise ValueError("this store has no index_path; pass save(path) to choose where to write it")
             path = self.index_path
         target = Path(path).absolute()
-        if target.exists() and not target.is_dir():
-            raise DocumentStoreError(f"cannot save the store to {target}: it exists and is not a directory")
-        if target.is_dir() and not (target / MANIFEST_FILE).is_file() and any(target.iterdir()):
-            raise DocumentStoreError(
-                f"refusing to overwrite {target}: it is a non-empty directory without {MANIFEST_FILE}, so "
-                f"not a winnow index; choose another path or empty it"
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+            index = self._index
+            index.extra = {
+                **index.extra,
+                MANIFEST_KEY: {"format": STORE_FORMAT, "dim_provisional": self._dim_open},
+            }
             try:
-                self._write_directory(staging, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                index.save(target)
+            except WinnowIndexError as exc:
+                raise DocumentStoreError(str(exc)) from exc
         return target
-
-    def _write_directory(self, staging: Path, target: Path) -> None:
-        side_file = staging / SIDE_FILE
-        self._side.backup_to(side_file)
-        _fsync(side_file)
-        index = self._index
-        if index is None:  # no dimension yet: a placeholder keeps the directory a valid winnow index
-            index = WinnowIndex.create(1, embedder=self.embedder, factory="Flat", metric=self.metric)
-        index.extra = {
-            **index.extra,
-            MANIFEST_KEY: {
-                "format": STORE_FORMAT,
-                "side_file": SIDE_FILE,
-                "side_sha256": _sha256(side_file),
-                "side_count": self._side.count(),
-                "next_key": self._next_key,
-                "dim_provisional": self._index is None,
-            },
-        }
-        built = staging / "index"
-        index.save(built)
-        os.replace(side_file, built / SIDE_FILE)
-        _fsync(built)
-        _swap_into_place(built, target)
 
     def _commit(self) -> None:
         if self.index_path is not None:
             self.save(self.index_path)
 
     # ------------------------------------------------------------------ reading
-    def _records(
-        self, *, with_embedding: bool, include_side: bool = True
-    ) -> Iterator[tuple[DocumentRecord, bool]]:
-        """Every record as (record, in_vector_index), in insertion (key) order."""
-        streams = []
-        if self._index is not None:
-            streams.append(
-                (r.key, 0, r, True)
-                for r in self._index.table.iter_records(_BATCH, with_embedding=with_embedding)
-            )
-        if include_side:
-            streams.append(
-                (r.key, 1, r, False) for r in self._side.iter_records(_BATCH, with_embedding=False)
-            )
-        for _, _, record, in_index in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
-            yield record, in_index
-
     def _vectors_for(self, keys: list[int]) -> dict[int, list[float]]:
-        """Stored (normalised) FAISS vectors for rows without an embedding; {} when FAISS cannot."""
-        if not keys or self._index is None:
+        """Stored (normalised) FAISS vectors of those ``keys`` that have one; {} when FAISS cannot."""
+        keys_arr = np.asarray(keys, dtype=np.int64)
+        if keys_arr.size:
+            keys_arr = keys_arr[self._index.vectors.contains(keys_arr)]
+        if not keys_arr.size:
             return {}
         try:
-            vectors = self._index.vectors.reconstruct(np.asarray(keys, dtype=np.int64))
+            vectors = self._index.vectors.reconstruct(keys_arr)
         except (RuntimeError, KeyError) as exc:
             logger.debug("cannot reconstruct vectors for documents without a stored embedding: %s", exc)
             return {}
-        return {k: v.tolist() for k, v in zip(keys, vectors, strict=True)}
+        return {int(k): v.tolist() for k, v in zip(keys_arr, vectors, strict=True)}
 
     def _documents(
-        self, records: list[tuple[DocumentRecord, bool]], *, with_embedding: bool, reconstruct: bool = True
-    ) -> list[tuple[DocumentRecord, bool, Document]]:
-        """Documents for records; ``reconstruct`` fills a missing embedding from FAISS."""
-        docs = [record_to_document(r, with_embedding=with_embedding) for r, _ in records]
-        if with_embedding and reconstruct:
-            missing = [
-                r.key
-                for (r, in_index), d in zip(records, docs, strict=True)
-                if in_index and d.embedding is None
-            ]
-            vectors = self._vectors_for(missing)
-            if vectors:
-                docs = [
-                    dataclasses.replace(d, embedding=vectors[r.key])
-                    if r.key in vectors and d.embedding is None
-                    else d
-                    for (r, _), d in zip(records, docs, strict=True)
-                ]
-        return [(r, in_index, d) for (r, in_index), d in zip(records, docs, strict=True)]
+        self, records: list[DocumentRecord], *, with_embedding: bool, reconstruct: bool = True
+    ) -> list[Document]:
+        """Documents for records; ``reconstruct`` fills a missing embedding from FAISS where there is one."""
+        docs = [record_to_document(r, with_embedding=with_embedding) for r in records]
+        if not (with_embedding and reconstruct):
+            return docs
+        vectors = self._vectors_for(
+            [r.key for r, d in zip(records, docs, strict=True) if d.embedding is None]
+        )
+        return [
+            dataclasses.replace(d, embedding=vectors[r.key]) if r.key in vectors else d
+            for r, d in zip(records, docs, strict=True)
+        ]
 
     def _select(
-        self,
-        filters: dict[str, Any] | None,
-        *,
-        with_embedding: bool | None = None,
-        include_side: bool = True,
-        reconstruct: bool = True,
-    ) -> list[tuple[DocumentRecord, bool, Document]]:
-        """(record, in_vector_index, Document) of the documents matching (already validated) ``filters``."""
+        self, filters: dict[str, Any] | None, *, with_embedding: bool | None = None, reconstruct: bool = True
+    ) -> list[tuple[DocumentRecord, Document]]:
+        """(record, Document) of the documents matching (validated) ``filters``, in insertion order."""
         if with_embedding is None:
             with_embedding = _mentions_embedding(filters)
         selected = []
-        chunk: list[tuple[DocumentRecord, bool]] = []
+        chunk: list[DocumentRecord] = []
 
         def flush() -> None:
-            for record, in_index, doc in self._documents(
-                chunk, with_embedding=with_embedding, reconstruct=reconstruct
-            ):
+            docs = self._documents(chunk, with_embedding=with_embedding, reconstruct=reconstruct)
+            for record, doc in zip(chunk, docs, strict=True):
                 if not filters or document_matches_filter(filters=filters, document=doc):
-                    selected.append((record, in_index, doc))
+                    selected.append((record, doc))
             chunk.clear()
 
-        for item in self._records(with_embedding=with_embedding, include_side=include_side):
-            chunk.append(item)
+        for record in self._index.table.iter_records(_BATCH, with_embedding=with_embedding):
+            chunk.append(record)
             if len(chunk) >= _BATCH:
                 flush()
         flush()
@@ -589,8 +450,7 @@ class WinnowDocumentStore:
     def count_documents(self) -> int:
         """Number of documents stored (with and without embeddings)."""
         with self._lock:
-            vectors = 0 if self._index is None else self._index.table.count()
-            return vectors + self._side.count()
+            return self._index.table.count()
 
     def filter_documents(self, filters: dict[str, Any] | None = None) -> list[Document]:
         """Documents matching ``filters`` (Haystack filter syntax), in insertion order, with their embeddings.
@@ -600,7 +460,7 @@ class WinnowDocumentStore:
         """
         _validate_filters(filters)
         with self._lock:
-            return [doc for _, _, doc in self._select(filters, with_embedding=True)]
+            return [doc for _, doc in self._select(filters, with_embedding=True)]
 
     def count_documents_by_filter(self, filters: dict[str, Any]) -> int:
         """Number of documents matching ``filters`` (all documents for empty filters)."""
@@ -616,7 +476,7 @@ class WinnowDocumentStore:
         """Per metadata field (with or without ``meta.``), the number of distinct non-None values."""
         _validate_filters(filters)
         with self._lock:
-            docs = [doc for _, _, doc in self._select(filters)]
+            docs = [doc for _, doc in self._select(filters)]
         result: dict[str, int] = {}
         for field in metadata_fields:
             key = _meta_key(field)
@@ -627,7 +487,7 @@ class WinnowDocumentStore:
         """Metadata field names with a type inferred from the stored values (keyword, int, float, boolean)."""
         types: dict[str, str] = {}
         with self._lock:
-            docs = [doc for _, _, doc in self._select(None)]
+            docs = [doc for _, doc in self._select(None)]
         for doc in docs:
             for key, value in doc.meta.items():
                 if value is None:
@@ -646,7 +506,7 @@ class WinnowDocumentStore:
         """``{"min", "max"}`` of a metadata field over all documents (``None`` when absent/incomparable)."""
         key = _meta_key(metadata_field)
         with self._lock:
-            docs = [doc for _, _, doc in self._select(None)]
+            docs = [doc for _, doc in self._select(None)]
         values = [d.meta[key] for d in docs if isinstance(d.meta.get(key), (int, float, str))]
         if not values:
             return {"min": None, "max": None}
@@ -670,7 +530,7 @@ class WinnowDocumentStore:
         _validate_filters(filters)
         key = _meta_key(metadata_field)
         with self._lock:
-            docs = [doc for _, _, doc in self._select(filters)]
+            docs = [doc for _, doc in self._select(filters)]
         unique: dict[tuple[str, Any], Any] = {}
         for doc in docs:
             value = doc.meta.get(key)
@@ -693,9 +553,7 @@ class WinnowDocumentStore:
         return documents
 
     def _existing_ids(self, ids: list[str]) -> set[str]:
-        found = self._side.keys_for(ids) >= 0
-        if self._index is not None:
-            found |= self._index.table.keys_for(ids) >= 0
+        found = self._index.table.keys_for(ids) >= 0
         return {doc_id for doc_id, hit in zip(ids, found, strict=True) if hit}
 
     def _plan(self, documents: list[Document], policy: DuplicatePolicy) -> tuple[list[Document], int]:
@@ -721,27 +579,24 @@ class WinnowDocumentStore:
             )
         return documents, len(documents)
 
-    def _to_records(self, documents: list[Document]) -> tuple[list[DocumentRecord], list[DocumentRecord]]:
-        """(records with embeddings, records without), keys in document order; everything validated first."""
+    def _to_records(self, documents: list[Document]) -> list[DocumentRecord]:
+        """Records in document order (keys left to the table); everything validated first."""
         dim = self.embedding_dim
-        with_vectors: list[DocumentRecord] = []
-        without: list[DocumentRecord] = []
+        records: list[DocumentRecord] = []
         changed: list[str] = []
-        for offset, doc in enumerate(documents):
-            record = document_to_record(doc, key=self._next_key + offset)
+        for doc in documents:
+            record = document_to_record(doc)
             if not _check_json(doc.id, record.meta):
                 changed.append(doc.id)
-            if record.embedding is None:
-                without.append(record)
-                continue
-            dim = record.embedding.size if dim is None else dim
-            if record.embedding.size != dim:
-                raise ValueError(
-                    f"document {doc.id!r} has an embedding of dimension {record.embedding.size}, but the "
-                    f"store's embeddings have dimension {dim}; embed every document with the same model. "
-                    f"Nothing was written."
-                )
-            with_vectors.append(record)
+            if record.embedding is not None:
+                dim = record.embedding.size if dim is None else dim
+                if record.embedding.size != dim:
+                    raise ValueError(
+                        f"document {doc.id!r} has an embedding of dimension {record.embedding.size}, but the "
+                        f"store's embeddings have dimension {dim}; embed every document with the same model. "
+                        f"Nothing was written."
+                    )
+            records.append(record)
         if changed:
             logger.warning(
                 "meta of %d document(s) (e.g. %r) changes when stored as JSON (tuples become lists, "
@@ -749,7 +604,7 @@ class WinnowDocumentStore:
                 len(changed),
                 changed[0],
             )
-        return with_vectors, without
+        return records
 
     def write_documents(
         self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.NONE
@@ -770,44 +625,36 @@ class WinnowDocumentStore:
             to_write, written = self._plan(documents, policy)
             if not to_write:
                 return written
-            with_vectors, without = self._to_records(to_write)
+            records = self._to_records(to_write)
+            vectors = [r.embedding for r in records if r.embedding is not None]
             index = self._index
-            if with_vectors and index is None:
-                index = self._new_index(int(with_vectors[0].embedding.size))
+            if vectors and self._dim_open:
+                index = self._new_index(int(vectors[0].size), index.table)
             if policy == DuplicatePolicy.OVERWRITE:
-                self._delete_ids([d.id for d in to_write])  # replaced documents move to the end
-            if with_vectors:
-                index.add_records(with_vectors, np.stack([r.embedding for r in with_vectors]))
-                self._index = index
-            if without:
-                self._side.insert(without)
-            self._next_key += len(to_write)
+                index.delete_ids([d.id for d in to_write])  # re-inserted with new keys: they move to the end
+            index.add_records(
+                records,
+                np.stack(vectors) if vectors else None,
+                has_vector=[r.embedding is not None for r in records],
+            )
+            self._index, self._dim_open = index, self._dim_open and not vectors
             self._commit()
         return written
-
-    def _delete_ids(self, ids: list[str]) -> int:
-        if not ids:
-            return 0
-        deleted = int(self._side.delete(ids).size)
-        if self._index is not None:
-            deleted += self._index.delete_ids(ids)
-        return deleted
 
     def delete_documents(self, document_ids: list[str]) -> None:
         """Delete documents by id; unknown ids are ignored."""
         with self._lock:
-            if self._delete_ids(list(document_ids)):
+            if self._index.delete_ids(list(document_ids)):
                 self._commit()
 
     def delete_all_documents(self, recreate_index: bool = False) -> None:
         """Delete every document. ``recreate_index=True`` also starts a fresh FAISS index (with
         ``embedding_dim=None`` the dimension is then inferred again from the next embedding written)."""
         with self._lock:
-            self._side.delete_all()
             if recreate_index:
-                dim = self.embedding_dim_init
-                self._index = None if dim is None else self._new_index(dim)
-            elif self._index is not None:
+                self._index = self._new_index(self.embedding_dim_init)
+                self._dim_open = self.embedding_dim_init is None
+            else:
                 self._index.delete_all()
             self._commit()
 
@@ -815,8 +662,7 @@ class WinnowDocumentStore:
         """Delete the documents matching ``filters``; returns how many were deleted."""
         _validate_filters(filters, required=True)
         with self._lock:
-            ids = [record.id for record, _, _ in self._select(filters)]
-            deleted = self._delete_ids(ids)
+            deleted = self._index.delete_ids([record.id for record, _ in self._select(filters)])
             if deleted:
                 self._commit()
         return deleted
@@ -833,18 +679,14 @@ class WinnowDocumentStore:
             raise ValueError(f"meta key {RESERVED_META_KEY!r} is reserved by WinnowDocumentStore; rename it")
         with self._lock:
             selected = self._select(filters, with_embedding=True, reconstruct=False)  # rows are rewritten
-            in_index, in_side = [], []
-            for record, vectorised, _ in selected:
+            updated = []
+            for record, _ in selected:
                 new_meta = {**record.meta, **meta}
                 _check_json(record.id, new_meta)
                 parent_id = _parent_id(new_meta) if "parent_id" in meta else record.parent_id
-                updated = dataclasses.replace(record, meta=new_meta, parent_id=parent_id)
-                (in_index if vectorised else in_side).append(updated)
-            if in_index:
-                self._index.table.upsert(in_index)  # same ids and keys: the vectors stay valid
-            if in_side:
-                self._side.upsert(in_side)
-            if selected:
+                updated.append(dataclasses.replace(record, meta=new_meta, parent_id=parent_id))
+            if updated:
+                self._index.table.upsert(updated)  # same ids and keys: the vectors stay valid
                 self._commit()
         return len(selected)
 
@@ -895,19 +737,19 @@ class WinnowDocumentStore:
         _validate_filters(filters)
         with self._lock:
             query = self._query_vector(query_embedding)
-            if self._index is None or len(self._index) == 0:
+            if self._dim_open or len(self._index) == 0:
                 logger.warning("No documents with embeddings in the store; returning no documents")
                 return []
             allow = None
             if filters:
-                allow = [r.id for r, _, _ in self._select(filters, include_side=False)]
+                allow = [record.id for record, _ in self._select(filters)]
                 if not allow:
                     return []
             hits = self._index.search(query, int(top_k), allow, return_embedding=return_embedding)[0]
-            found = self._documents([(record, True) for record, _ in hits], with_embedding=return_embedding)
+            found = self._documents([record for record, _ in hits], with_embedding=return_embedding)
         return [
             dataclasses.replace(doc, score=self._scale(score) if scale_score else score)
-            for (_, _, doc), (_, score) in zip(found, hits, strict=True)
+            for doc, (_, score) in zip(found, hits, strict=True)
         ]
 
     # ------------------------------------------------------------------ async variants

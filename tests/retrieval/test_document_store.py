@@ -40,7 +40,8 @@ with warnings.catch_warnings():  # the async suite is marked for pytest-asyncio,
     )
 
 from indexes import DocumentRecord, EmbedderMismatchError, WinnowIndex
-from retrieval.document_store import RESERVED_META_KEY, SIDE_FILE, WinnowDocumentStore
+from indexes.index_dir import DOCUMENTS_FILE
+from retrieval.document_store import RESERVED_META_KEY, WinnowDocumentStore
 
 
 # ---------------------------------------------------------------------- Haystack's conformance suite
@@ -173,7 +174,7 @@ def test_overwrite_moves_to_end_and_update_keeps_order() -> None:
     replaced = Document(id="1", content="new")  # had an embedding, now has none
     store.write_documents([replaced], policy=DuplicatePolicy.OVERWRITE)
     assert [d.id for d in store.filter_documents()] == ["0", "2", "3", "1"]
-    assert store.index.table.get(["1"]) == [None]
+    assert not store.index.vectors.contains(store.index.table.keys_for(["1"]))[0]  # a row, no vector
     assert store.update_by_filter({"field": "id", "operator": "in", "value": ["2", "3"]}, {"tag": "t"}) == 2
     result = store.filter_documents()
     assert [d.id for d in result] == ["0", "2", "3", "1"]
@@ -305,7 +306,7 @@ def test_persistence_round_trip(tmp_path) -> None:
     store = WinnowDocumentStore(index_path=str(path), embedder="tiny")
     docs = _docs(vectors) + [Document(id="plain", content="no embedding", meta={"k": [1, {"a": None}]})]
     store.write_documents(docs)
-    assert (path / SIDE_FILE).is_file()
+    assert (path / DOCUMENTS_FILE).is_file()
 
     reopened = WinnowDocumentStore(index_path=str(path), embedder="tiny")
     assert reopened.filter_documents() == docs
@@ -322,8 +323,8 @@ def test_persistence_round_trip(tmp_path) -> None:
         "k": "changed"
     }
 
-    plain_index = WinnowIndex.load(path)  # an ordinary winnow index: only the searchable documents
-    assert len(plain_index) == 10 and plain_index.table.count() == 10
+    plain_index = WinnowIndex.load(path)  # an ordinary winnow index: "plain" is a row without a vector
+    assert len(plain_index) == 10 and plain_index.table.count() == 11
 
 
 def test_store_without_embeddings_persists_and_infers_the_dimension_later(tmp_path) -> None:
