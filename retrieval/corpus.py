@@ -20,7 +20,7 @@ class Passage:
     """One retrievable unit of text: a document or a chunk of one (``parent_id`` names the document)."""
 
     id: str
-    text: str
+    text: str = ""
     title: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     parent_id: str | None = None

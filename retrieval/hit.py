@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from retrieval.corpus import Passage
 
-@dataclass
-class Hit:
-    """One retrieved passage with its score (higher is better)."""
 
-    id: str
-    score: float
-    text: str = ""
-    title: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
-    parent_id: str | None = None
+@dataclass(frozen=True)
+class Hit(Passage):
+    """A retrieved passage with its score (higher is better)."""
 
-    @property
-    def doc_id(self) -> str:
-        """The source document's id (the passage id when it is not a chunk)."""
-        return self.parent_id or self.id
-
-    def full_text(self) -> str:
-        """Title and text, as the embedder and the reranker read them."""
-        return f"{self.title}. {self.text}" if self.title else self.text
+    score: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,7 +40,6 @@ def collapse_to_documents(hits: Iterable[Hit]) -> list[Hit]:
             text=h.text,
             title=h.title,
             meta={**h.meta, "best_chunk": h.id} if h.parent_id else h.meta,
-            parent_id=None,
         )
         for doc_id, h in best.items()
     ]
