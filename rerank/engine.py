@@ -23,10 +23,11 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from rerank.models import model_load_error, resolve_model
 from rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
+from retrieval.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrossEncoderEngine", "pair_template", "resolve_device", "resolve_dtype", "sigmoid"]
+__all__ = ["CrossEncoderEngine", "pair_template", "resolve_dtype", "sigmoid"]
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -49,20 +50,6 @@ _OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camember
 _DEFAULT_CAP = 512
 _CPU_BATCH, _CPU_BATCH_TOKENS = 32, 8192
 _ACCEL_BATCH, _ACCEL_BATCH_TOKENS = 256, 65536
-
-
-def resolve_device(device: str | None) -> str:
-    """``device`` checked by torch, or the best available: cuda, then mps, then cpu."""
-    if device is not None:
-        try:
-            return str(torch.device(device))
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"unknown device {device!r}; use e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:

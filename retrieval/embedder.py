@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.device import resolve_device
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -40,19 +42,6 @@ def resolve_embedder(name_or_path: str | None) -> tuple[str, str]:
     return name_or_path, name_or_path
 
 
-def pick_device(device: str | None = None) -> str:
-    """An explicit device, else cuda, then mps, then cpu."""
-    if device:
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 class Embedder:
     """A sentence-transformers bi-encoder that embeds queries and documents in batches.
 
@@ -72,7 +61,7 @@ class Embedder:
         show_progress: bool = True,
     ) -> None:
         self.name, self._location = resolve_embedder(model)
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.batch_size = batch_size or (256 if self.device == "cuda" else 32)
         self.max_seq_length = max_seq_length
         self.query_prefix = query_prefix

@@ -6,9 +6,10 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from rerank import engine as engine_module
-from rerank.engine import CrossEncoderEngine, pair_template, resolve_device, resolve_dtype, sigmoid
+from rerank.engine import CrossEncoderEngine, pair_template, resolve_dtype, sigmoid
 from rerank.models import MODEL_REGISTRY, ModelNotFoundError, resolve_model
 from rerank.windows import window_spans
+from retrieval.device import resolve_device
 
 QUERY = "what was the net income"
 SHORT_DOCS = [
