@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 
 import pytest
+
+# Tests never reach a hub or send telemetry (the machines have no network; CI neither).
+for _var, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HAYSTACK_TELEMETRY_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_var, _value)
 
 DATASETS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
