@@ -18,6 +18,25 @@ FACTORY_HELP = (
 )
 
 
+def int_at_least(minimum: int):
+    """argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -40,20 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--embedder", default=None, help="bi-encoder path or name (default: packaged all-MiniLM-L6-v2)"
     )
     p.add_argument("--factory", default="Flat", help=FACTORY_HELP)
-    p.add_argument("--chunk-words", type=int, default=None, help="split documents into windows of N words")
     p.add_argument(
-        "--chunk-overlap", type=int, default=None, help="words shared by neighbouring chunks (N/5)"
+        "--chunk-words", type=positive_int, default=None, help="split documents into windows of N words"
     )
-    p.add_argument("--batch-size", type=int, default=None, help="embedding batch size")
+    p.add_argument(
+        "--chunk-overlap",
+        type=non_negative_int,
+        default=None,
+        help="words shared by neighbours (N/5)",
+    )
+    p.add_argument("--batch-size", type=positive_int, default=None, help="embedding batch size")
     _add_common(p)
 
     p = sub.add_parser("search", help="search an index, optionally reranking with a cross-encoder")
     p.add_argument("query", help="the query text")
     p.add_argument("--index", required=True, type=Path, help="index directory written by `winnow index`")
     p.add_argument("--reranker", default=None, help="cross-encoder path or name; omit for first stage only")
-    p.add_argument("--top-k", type=int, default=10, help="results to return (default 10)")
+    p.add_argument("--top-k", type=positive_int, default=10, help="results to return (default 10)")
     p.add_argument(
-        "--candidates", type=int, default=100, help="first-stage candidates to rerank (default 100)"
+        "--candidates", type=positive_int, default=100, help="first-stage candidates to rerank (default 100)"
     )
     p.add_argument("--first-stage", choices=("dense", "bm25", "hybrid"), default="dense")
     p.add_argument("--embedder", default=None, help="must match the index's embedder (default: the index's)")
@@ -63,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reranker", default=None, help="cross-encoder path or name (default: winnow's shipped one)"
     )
-    p.add_argument("--top-k", type=int, default=3, help="results shown per query (default 3)")
-    p.add_argument("--candidates", type=int, default=20, help="first-stage candidates reranked (default 20)")
+    p.add_argument("--top-k", type=positive_int, default=3, help="results shown per query (default 3)")
+    p.add_argument(
+        "--candidates", type=positive_int, default=20, help="first-stage candidates reranked (default 20)"
+    )
     p.add_argument(
         "--index-dir", type=Path, default=None, help="keep the sample index here (default: temp dir)"
     )
@@ -98,6 +124,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     from retrieval.embedder import Embedder
     from retrieval.indexing import build_index
 
+    if args.chunk_overlap is not None and args.chunk_words is None:
+        raise ValueError("--chunk-overlap needs --chunk-words")
+    if args.chunk_words and args.chunk_overlap is not None and args.chunk_overlap >= args.chunk_words:
+        raise ValueError(
+            f"--chunk-overlap ({args.chunk_overlap}) must be smaller than --chunk-words ({args.chunk_words})"
+        )
     started = time.perf_counter()
     passages = load_corpus(args.corpus)
     logger.info("loaded %d documents from %s", len(passages), args.corpus)
@@ -128,12 +160,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_reranker(name: str | None, device: str | None):
+def _load_reranker(name: str | None, device: str | None, show_progress: bool):
     if name is None:
         return None
     from rerank.engine import CrossEncoderEngine
 
-    engine = CrossEncoderEngine(name, device=device)
+    engine = CrossEncoderEngine(name, device=device, show_progress=show_progress)
     engine.load()
     return engine
 
@@ -146,10 +178,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     expected = resolve_embedder(args.embedder)[0] if args.embedder else None
     index = WinnowIndex.load(args.index, expected_embedder=expected)
-    embedder = Embedder(args.embedder or index.embedder, device=args.device, show_progress=False).load()
+    embedder = Embedder(args.embedder or index.embedder, device=args.device, show_progress=False)
+    if args.first_stage != "bm25":
+        embedder.load()  # before the timed search
     first_stage = make_first_stage(args.first_stage, index, embedder, depth=args.candidates)
     searcher = TwoStageSearch(
-        first_stage, _load_reranker(args.reranker, args.device), candidates=args.candidates
+        first_stage,
+        _load_reranker(args.reranker, args.device, show_progress=not args.json),
+        candidates=args.candidates,
     )
     result = searcher.search(args.query, top_k=args.top_k)
     payload = {
@@ -189,11 +225,13 @@ COMMANDS = {"index": cmd_index, "search": cmd_search, "quickstart": cmd_quicksta
 
 
 def main(argv: list[str] | None = None) -> int:
+    from indexes import WinnowIndexError
+
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, OSError, WinnowIndexError) as err:
         if args.verbose > 1:
             raise
         print(f"winnow {args.command}: error: {err}", file=sys.stderr)

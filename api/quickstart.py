@@ -10,6 +10,7 @@ from typing import Any, TextIO
 logger = logging.getLogger(__name__)
 
 COLUMN = 58
+UNTRAINED_LABEL = "all-MiniLM-L6-v2 with an UNTRAINED scoring head (no trained reranker installed)"
 
 
 def _cell(rank: int, doc_id: str, title: str, relevant: bool) -> str:
@@ -18,23 +19,31 @@ def _cell(rank: int, doc_id: str, title: str, relevant: bool) -> str:
     return text if len(text) <= COLUMN else text[: COLUMN - 1] + "…"
 
 
-def pick_reranker(name: str | None) -> tuple[str, str]:
-    """The reranker to use and a sentence saying plainly what it is."""
+def pick_reranker(name: str | None) -> tuple[str, str, str]:
+    """The reranker to use, a short label, and a paragraph saying plainly what it is."""
     from rerank.models import DEFAULT_RERANKER, shipped_models
     from retrieval.embedder import packaged_minilm_path
 
     if name:
-        return name, f"reranker: {name} (as given with --reranker)"
+        return name, name, f"reranker: {name} (as given with --reranker)"
     if DEFAULT_RERANKER in shipped_models():
-        return DEFAULT_RERANKER, (
-            f"reranker: {DEFAULT_RERANKER}, winnow's shipped general-relevance cross-encoder "
-            "(MiniLM-L6 fine-tuned on SQuAD v1.1 + QED-NQ; see benchmarks/quality/)"
+        return (
+            DEFAULT_RERANKER,
+            DEFAULT_RERANKER,
+            (
+                f"reranker: {DEFAULT_RERANKER}, winnow's shipped general-relevance cross-encoder "
+                "(MiniLM-L6 fine-tuned on SQuAD v1.1 + QED-NQ; see benchmarks/quality/)"
+            ),
         )
-    return packaged_minilm_path(), (
-        "reranker: NO TRAINED CROSS-ENCODER IS INSTALLED. Using the packaged all-MiniLM-L6-v2 bi-encoder "
-        "loaded as a "
-        "cross-encoder with an UNTRAINED scoring head, so the reranked order below is meaningless. "
-        "Pass --reranker PATH_OR_NAME to use a real cross-encoder."
+    return (
+        packaged_minilm_path(),
+        UNTRAINED_LABEL,
+        (
+            "reranker: NO TRAINED CROSS-ENCODER IS INSTALLED. Using the packaged all-MiniLM-L6-v2 bi-encoder "
+            "loaded as a "
+            "cross-encoder with an UNTRAINED scoring head, so the reranked order below is meaningless. "
+            "Pass --reranker PATH_OR_NAME to use a real cross-encoder."
+        ),
     )
 
 
@@ -49,10 +58,11 @@ def run_quickstart(
 ) -> dict[str, Any]:
     """Index the sample, search each sample query with and without reranking, score both with ir-measures."""
     import ir_measures
+    import torch
 
     from indexes import WinnowIndex
     from rerank.engine import CrossEncoderEngine
-    from rerank.search import TwoStageSearch
+    from rerank.search import first_stage_only, rerank_hits
     from retrieval.corpus import load_beir, sample_dataset_path
     from retrieval.dense import DenseRetriever
     from retrieval.embedder import Embedder
@@ -78,18 +88,20 @@ def run_quickstart(
     index = WinnowIndex.load(index_dir, expected_embedder=embedder.name)
     say(f"indexed {len(index)} passages into {index_dir} in {time.perf_counter() - started:.1f} s")
 
-    reranker_name, reranker_note = pick_reranker(reranker)
+    reranker_name, reranker_label, reranker_note = pick_reranker(reranker)
     say(reranker_note)
-    engine = CrossEncoderEngine(reranker_name, device=device)
+    torch.manual_seed(0)  # a head initialised at load (the untrained fallback) is the same on every run
+    engine = CrossEncoderEngine(reranker_name, device=device, show_progress=False)
     engine.load()
-    searcher = TwoStageSearch(DenseRetriever(index, embedder), engine, candidates=candidates)
+    retriever = DenseRetriever(index, embedder)
 
     first_run: dict[str, dict[str, float]] = {}
     rerank_run: dict[str, dict[str, float]] = {}
     per_query = []
     for qid, text in queries.items():
-        first = searcher.search(text, top_k=candidates, rerank=False).results
-        reranked = searcher.search(text, top_k=candidates).results
+        hits = retriever.retrieve(text, top_k=candidates)
+        first = first_stage_only(hits)
+        reranked = rerank_hits(text, hits, engine)
         first_run[qid] = {r.id: r.score for r in first}
         rerank_run[qid] = {r.id: r.score for r in reranked}
         relevant = qrels.get(qid, {})
@@ -124,9 +136,9 @@ def run_quickstart(
             f"  {name:<8} first stage {metrics['first_stage'][name]:.3f}   "
             f"reranked {metrics['reranked'][name]:.3f}"
         )
-    say(f"{reranker_note.split('.')[0]}.")
+    say(f"reranker used: {reranker_label}")
     return {
-        "reranker": reranker_name,
+        "reranker": reranker_label,
         "reranker_note": reranker_note,
         "embedder": embedder.name,
         "metrics": metrics,

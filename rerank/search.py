@@ -74,7 +74,7 @@ def rerank_hits(query: str, hits: Sequence[Hit], scorer: Scorer) -> list[RankedH
             first_stage_rank=int(i) + 1,
             text=hits[i].text,
             title=hits[i].title,
-            meta=hits[i].meta,
+            meta=dict(hits[i].meta),
         )
         for rank, i in enumerate(order, start=1)
     ]
@@ -90,7 +90,7 @@ def first_stage_only(hits: Sequence[Hit]) -> list[RankedHit]:
             first_stage_rank=r,
             text=h.text,
             title=h.title,
-            meta=h.meta,
+            meta=dict(h.meta),
         )
         for r, h in enumerate(hits, start=1)
     ]

@@ -87,4 +87,4 @@ class BM25Retriever:
 
     def _hit(self, index: int, score: float) -> Hit:
         p = self.passages[index]
-        return Hit(id=p.id, score=score, text=p.text, title=p.title, meta=p.meta, parent_id=p.parent_id)
+        return Hit(id=p.id, score=score, text=p.text, title=p.title, meta=dict(p.meta), parent_id=p.parent_id)

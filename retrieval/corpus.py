@@ -87,6 +87,10 @@ def load_jsonl_corpus(path: str | Path) -> list[Passage]:
             raise CorpusFormatError(f"{path}:{line_no}: duplicate document id {doc_id!r}")
         seen.add(doc_id)
         meta = record.get("metadata", record.get("meta")) or {}
+        if not isinstance(meta, dict):
+            raise CorpusFormatError(
+                f"{path}:{line_no}: 'metadata' must be a JSON object, got {type(meta).__name__}"
+            )
         passages.append(
             Passage(id=doc_id, text=str(text), title=str(record.get("title") or ""), meta=dict(meta))
         )

@@ -35,6 +35,10 @@ def resolve_embedder(name_or_path: str | None) -> tuple[str, str]:
     if name_or_path is None or name_or_path in _PACKAGED_ALIASES:
         return DEFAULT_EMBEDDER, packaged_minilm_path()
     path = Path(name_or_path).expanduser()
+    if not path.exists() and name_or_path.startswith(("/", "./", "../", "~")):
+        raise ValueError(
+            f"embedder folder {name_or_path!r} does not exist; check the path or pass --embedder"
+        )
     if path.exists():
         if not path.is_dir():
             raise ValueError(f"embedder path {path} is a file; pass a sentence-transformers model folder")
@@ -62,7 +66,7 @@ class Embedder:
     ) -> None:
         self.name, self._location = resolve_embedder(model)
         self.device = resolve_device(device)
-        self.batch_size = batch_size or (256 if self.device == "cuda" else 32)
+        self.batch_size = batch_size or (256 if self.device.startswith("cuda") else 32)
         self.max_seq_length = max_seq_length
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
@@ -87,7 +91,7 @@ class Embedder:
                 ) from err
             if self.max_seq_length:
                 model.max_seq_length = self.max_seq_length
-            if self.device == "cuda":
+            if self.device.startswith("cuda"):
                 model = model.half()
             self._model = model
         return self._model

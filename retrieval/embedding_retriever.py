@@ -122,6 +122,9 @@ class WinnowEmbeddingRetriever:
             "return_embedding": self.return_embedding if return_embedding is None else return_embedding,
         }
 
+    def warm_up(self) -> None:
+        """Nothing to load: the document store is ready when built. Present for pipeline symmetry."""
+
     @component.output_types(documents=list[Document])
     def run(
         self,

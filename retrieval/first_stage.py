@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from indexes import DocumentRecord, WinnowIndex
+from indexes import WinnowIndex
 from retrieval.bm25 import BM25Retriever
-from retrieval.corpus import Passage
-from retrieval.dense import TITLE_KEY, DenseRetriever
+from retrieval.dense import DenseRetriever
 from retrieval.embedder import Embedder
 from retrieval.hybrid import HybridRetriever
+from retrieval.records import record_to_passage
 
 FIRST_STAGES = ("dense", "bm25", "hybrid")
 
 
-def record_to_passage(record: DocumentRecord) -> Passage:
-    meta = dict(record.meta)
-    title = str(meta.pop(TITLE_KEY, "") or "")
-    return Passage(id=record.id, text=record.text, title=title, meta=meta, parent_id=record.parent_id)
-
-
 def bm25_from_index(index: WinnowIndex, **kwargs) -> BM25Retriever:
-    """BM25 over the passages stored in the index's document table."""
-    return BM25Retriever([record_to_passage(r) for r in index.table.iter_records()], **kwargs)
+    """BM25 over the documents stored in the index's table (whole documents, not their chunks)."""
+    documents = [
+        record_to_passage(r) for r in index.table.iter_records(with_embedding=False) if not r.parent_id
+    ]
+    return BM25Retriever(documents, **kwargs)
 
 
 def make_first_stage(

@@ -39,7 +39,7 @@ def collapse_to_documents(hits: Iterable[Hit]) -> list[Hit]:
             score=h.score,
             text=h.text,
             title=h.title,
-            meta={**h.meta, "best_chunk": h.id} if h.parent_id else h.meta,
+            meta={**h.meta, "best_chunk": h.id} if h.parent_id else dict(h.meta),
         )
         for doc_id, h in best.items()
     ]

@@ -8,22 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexes import DocumentRecord, VectorIndex, WinnowIndex
+from indexes import VectorIndex, WinnowIndex
 from retrieval.chunker import chunk_passages
 from retrieval.corpus import Passage
-from retrieval.dense import TITLE_KEY
 from retrieval.embedder import Embedder
+from retrieval.records import passage_to_record
 
 logger = logging.getLogger(__name__)
 
 MAX_TRAINING_VECTORS = 200_000
-
-
-def passage_to_record(passage: Passage) -> DocumentRecord:
-    meta = dict(passage.meta)
-    if passage.title:
-        meta[TITLE_KEY] = passage.title
-    return DocumentRecord(id=passage.id, text=passage.text, meta=meta, parent_id=passage.parent_id)
 
 
 def build_index(
@@ -38,16 +31,25 @@ def build_index(
 ) -> WinnowIndex:
     """Chunk (when ``chunk_words`` is set), embed title + text, and index every passage.
 
-    Index types that need training (IVF, PQ) are trained on up to 200k embedded passages first.
+    A chunked document is stored whole as a row without a vector (so results can carry the full page to a
+    reranker and BM25 can index documents) and as its chunks, each with a vector. Index types that need
+    training (IVF, PQ) are trained on up to 200k embedded passages first.
     """
     if not passages:
         raise ValueError("no passages to index")
+    if chunk_words is not None and chunk_words <= 0:
+        raise ValueError(f"chunk_words must be positive, got {chunk_words}")
     chunked = False
+    overlap = None
+    parents: list[Passage] = []
     if chunk_words:
         overlap = chunk_overlap if chunk_overlap is not None else chunk_words // 5
         before = len(passages)
-        passages = chunk_passages(passages, size=chunk_words, overlap=overlap)
+        documents = list(passages)
+        passages = chunk_passages(documents, size=chunk_words, overlap=overlap)
         chunked = any(p.parent_id for p in passages)
+        chunked_ids = {p.parent_id for p in passages if p.parent_id}
+        parents = [d for d in documents if d.id in chunked_ids]
         logger.info(
             "chunked %d documents into %d passages (%d words, overlap %d)",
             before,
@@ -61,10 +63,12 @@ def build_index(
         embedder=embedder.name,
         extra={
             "chunked": chunked,
-            "chunk_words": chunk_words,
-            "chunk_overlap": chunk_overlap if chunked else None,
+            "chunk_words": chunk_words if chunked else None,
+            "chunk_overlap": overlap if chunked else None,
         },
     )
+    if parents:
+        index.add_records([passage_to_record(p) for p in parents])  # whole documents, no vectors
     texts = [p.full_text() for p in passages]
     pending_train = vectors_index.needs_training
     buffered: list[tuple[list[Passage], np.ndarray]] = []

@@ -93,3 +93,30 @@ def test_errors_are_reported_not_raised(tmp_path, capsys, tiny_bi_encoder_path):
     assert main(["search", "--index", str(tmp_path / "missing"), "q"]) == 2
     assert "error" in capsys.readouterr().err
     assert main(["index", "--corpus", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_corrupted_index_and_bad_flags_exit_2(tmp_path, corpus, capsys, tiny_bi_encoder_path):
+    out = tmp_path / "idx"
+    argv = ["index", "--corpus", str(corpus), "--out", str(out), "--embedder", tiny_bi_encoder_path]
+    assert main(argv) == 0
+    data = bytearray((out / "vectors.faiss").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "vectors.faiss").write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["search", "--index", str(out), "q"]) == 2
+    assert "vectors.faiss" in capsys.readouterr().err
+    assert main(["index", "--corpus", str(corpus), "--out", str(tmp_path / "o"), "--chunk-overlap", "3"]) == 2
+    assert "--chunk-overlap needs --chunk-words" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["index", "--corpus", str(corpus), "--out", str(tmp_path / "o"), "--chunk-words", "0"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.integration
+def test_quickstart_prints_both_stages_and_names_the_reranker(tmp_path, capsys, tiny_cross_encoder_path):
+    argv = ["quickstart", "--reranker", tiny_cross_encoder_path, "--index-dir", str(tmp_path / "qs")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "first stage (dense)" in out and "| reranked" in out
+    assert f"reranker used: {tiny_cross_encoder_path}" in out
+    assert "nDCG@10" in out
