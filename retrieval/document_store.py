@@ -232,6 +232,13 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+def _add(index: WinnowIndex, records: list[DocumentRecord]) -> None:
+    """Add records to ``index``; those with an embedding also get a vector."""
+    has_vector = [r.embedding is not None for r in records]
+    vectors = [r.embedding for r in records if r.embedding is not None]
+    index.add_records(records, np.stack(vectors) if vectors else None, has_vector=has_vector)
+
+
 # ---------------------------------------------------------------------- the store
 class WinnowDocumentStore:
     """Haystack document store backed by a winnow index (FAISS + SQLite document table).
@@ -630,13 +637,17 @@ class WinnowDocumentStore:
             index = self._index
             if vectors and self._dim_open:
                 index = self._new_index(int(vectors[0].size), index.table)
+            replaced: list[DocumentRecord] = []
             if policy == DuplicatePolicy.OVERWRITE:
-                index.delete_ids([d.id for d in to_write])  # re-inserted with new keys: they move to the end
-            index.add_records(
-                records,
-                np.stack(vectors) if vectors else None,
-                has_vector=[r.embedding is not None for r in records],
-            )
+                ids = [d.id for d in to_write]
+                replaced = [r for r in index.table.get(ids) if r is not None]
+                index.delete_ids(ids)  # re-inserted with new keys: they move to the end
+            try:
+                _add(index, records)
+            except BaseException:
+                if replaced:  # put the overwritten documents back, with their keys: nothing is lost
+                    _add(index, replaced)
+                raise
             self._index, self._dim_open = index, self._dim_open and not vectors
             self._commit()
         return written
