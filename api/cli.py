@@ -1,4 +1,4 @@
-"""The ``winnow`` command line: index, search and the offline quickstart."""
+"""The ``winnow`` command line: index, search, eval and the offline quickstart."""
 
 from __future__ import annotations
 
@@ -95,7 +95,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--index-dir", type=Path, default=None, help="keep the sample index here (default: temp dir)"
     )
     _add_common(p)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate first stage and reranking on a BEIR split (or --compare reports)",
+        description="Evaluate a first stage and a reranker on a BEIR split: ir-measures metrics of "
+        "both stages, lift, significance, per-query wins/losses; writes REPORT.json, .md and .png. "
+        "With --compare, print one nDCG@10 table of existing reports instead.",
+    )
+    p.add_argument(
+        "--dataset", type=Path, default=None, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"
+    )
+    p.add_argument("--split", default="test", help="qrels split to evaluate (default test)")
+    p.add_argument("--first-stage", choices=("dense", "bm25", "hybrid"), default="dense")
+    p.add_argument(
+        "--index", type=Path, default=None, help="index directory to search (default: build one in memory)"
+    )
+    p.add_argument("--reranker", default=None, help="cross-encoder path or name; omit for first stage only")
+    p.add_argument(
+        "--depth",
+        type=_depths,
+        default=[100],
+        help="candidates reranked: 100, or a list such as 10,20,50,100 (one pass at the deepest)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="report JSON to write (.md and .png next to it)")
+    p.add_argument("--save-runs", type=Path, default=None, help="directory for TREC run files of both stages")
+    p.add_argument(
+        "--embedder",
+        default=None,
+        help="bi-encoder for dense/hybrid (default: the index's or the packaged one)",
+    )
+    p.add_argument("--max-queries", type=positive_int, default=None, help="evaluate only the first N queries")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the permutation test and bootstrap (default 0)"
+    )
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="reports to tabulate (nDCG@10)",
+    )
+    _add_common(p)
     return parser
+
+
+def _depths(text: str) -> list[int]:
+    from rerank.evaluation import parse_depths
+
+    try:
+        return parse_depths(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -221,7 +273,43 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "quickstart": cmd_quickstart}
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rerank.report import compare_reports
+
+    if args.compare:
+        if args.dataset is not None:
+            raise ValueError("--compare tabulates existing reports; do not combine it with --dataset")
+        table = compare_reports(args.compare)
+        _emit({"table": table, "reports": [str(p) for p in args.compare]}, args.json, table.rstrip("\n"))
+        return 0
+    if args.dataset is None or args.out is None:
+        raise ValueError(
+            "eval needs --dataset BEIR_DIR and --out REPORT.json (or --compare A.json B.json ...)"
+        )
+    from rerank.report import evaluate
+    from retrieval.corpus import load_beir
+
+    dataset = load_beir(args.dataset)
+    report = evaluate(
+        dataset,
+        args.split,
+        out=args.out,
+        save_runs=args.save_runs,
+        seed=args.seed,
+        first_stage=args.first_stage,
+        index=args.index,
+        embedder=args.embedder,
+        reranker=_load_reranker(args.reranker, args.device, show_progress=False),
+        depths=args.depth,
+        device=args.device,
+        max_queries=args.max_queries,
+        show_progress=not args.json,
+    )
+    _emit(report, args.json, Path(report["files"]["markdown"]).read_text(encoding="utf-8").rstrip("\n"))
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "quickstart": cmd_quickstart, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,3 +97,52 @@ def dataset_or_skip(name: str) -> Path:
     if not (path / "corpus.jsonl").is_file():
         pytest.skip(f"dataset {name!r} not found at {path}")
     return path
+
+
+# --------------------------------------------------------------------------- tiny BEIR folder (evaluation)
+_TOPICS = ("apple", "banana", "cherry", "revenue", "vaccine", "protein", "gene", "dividend", "debt", "equity")
+_FILLER = "the company said that market growth and capital assets were in the fiscal year report"
+
+
+def write_tiny_beir(root: Path) -> Path:
+    """A 30-document, 12-query BEIR folder where BM25 is imperfect but every query finds candidates.
+
+    Queries ``q0..q11`` each name one topic word. Three kinds (by ``q % 4``): 0 -> the relevant document
+    repeats the word and wins under BM25 over a distractor; 1, 2 -> a distractor repeats it and beats the
+    relevant document; 3 -> the relevant document is the only candidate. Document ``q3`` is the text of query
+    q3 itself (arguana-style self-hit). Relevant documents are ``rel-q*`` (grade 1, ``rel-q0`` grade 2).
+    """
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    words = [*_TOPICS, "cash", "interest"]
+    corpus, queries, qrels = [], [], []
+    for q, word in enumerate(words):
+        qid = f"q{q}"
+        queries.append({"_id": qid, "text": word})
+        kind = q % 4
+        if kind == 0:
+            corpus.append({"_id": f"rel-{qid}", "title": "", "text": f"{word} {word} {word} cell"})
+            corpus.append({"_id": f"dis-{qid}", "title": "", "text": f"{word} {_FILLER}"})
+        elif kind in (1, 2):
+            corpus.append({"_id": f"rel-{qid}", "title": "", "text": f"{word} {_FILLER}"})
+            corpus.append({"_id": f"dis-{qid}", "title": "", "text": f"{word} {word} {word} cell"})
+        else:
+            corpus.append({"_id": f"rel-{qid}", "title": "", "text": f"{word} {_FILLER}"})
+        qrels.append((qid, f"rel-{qid}", 2 if q == 0 else 1))
+    corpus.append({"_id": "q3", "title": "", "text": words[3]})
+    noise = ("sales profit loss", "tax said report", "shares stock total", "percent increase decrease")
+    while len(corpus) < 30:
+        corpus.append({"_id": f"noise-{len(corpus)}", "title": "", "text": noise[len(corpus) % len(noise)]})
+    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    (root / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries))
+    (root / "qrels").mkdir(exist_ok=True)
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{g}" for q, d, g in qrels]
+    (root / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture()
+def tiny_beir_dir(tmp_path: Path) -> Path:
+    """A tiny synthetic BEIR folder (30 documents, 12 queries, split ``test``): see ``write_tiny_beir``."""
+    return write_tiny_beir(tmp_path / "tinybeir")

@@ -120,3 +120,56 @@ def test_quickstart_prints_both_stages_and_names_the_reranker(tmp_path, capsys, 
     assert "first stage (dense)" in out and "| reranked" in out
     assert f"reranker used: {tiny_cross_encoder_path}" in out
     assert "nDCG@10" in out
+
+
+def test_eval_end_to_end_writes_report_runs_and_compares(
+    tmp_path, capsys, tiny_beir_dir, tiny_cross_encoder_path
+):
+    out = tmp_path / "reports" / "bm25.json"
+    argv = ["eval", "--dataset", str(tiny_beir_dir), "--split", "test", "--first-stage", "bm25"]
+    argv += ["--reranker", tiny_cross_encoder_path, "--depth", "2,10", "--out", str(out)]
+    report = _run_json(capsys, [*argv, "--save-runs", str(tmp_path / "runs"), "--json"])
+    assert report["queries"] == 12 and report["depth"] == 10 and set(report["depths"]) == {"2", "10"}
+    assert report["reranker"]["model"] == tiny_cross_encoder_path and report["latency_ms"]["device"] == "cpu"
+    assert json.loads(out.read_text())["metrics"] == report["metrics"]
+    assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
+    assert (tmp_path / "runs" / "first_stage.trec").is_file() and (
+        tmp_path / "runs" / "reranked.trec"
+    ).is_file()
+
+    assert (
+        main(
+            [
+                "eval",
+                "--dataset",
+                str(tiny_beir_dir),
+                "--first-stage",
+                "bm25",
+                "--out",
+                str(tmp_path / "fs.json"),
+            ]
+        )
+        == 0
+    )
+    assert "| nDCG@10 |" in capsys.readouterr().out
+
+    assert main(["eval", "--compare", str(out), str(tmp_path / "fs.json")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| dataset (nDCG@10) | bm25 | bm25 + ")
+    assert table[2].startswith("| tinybeir | ")
+
+
+def test_eval_errors_exit_2(tmp_path, capsys, tiny_beir_dir):
+    assert main(["eval", "--dataset", str(tiny_beir_dir), "--first-stage", "bm25"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["eval", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "r.json")]) == 2
+    assert "not a BEIR folder" in capsys.readouterr().err
+    argv = ["eval", "--dataset", str(tiny_beir_dir), "--split", "dev", "--first-stage", "bm25"]
+    assert main([*argv, "--out", str(tmp_path / "r.json")]) == 2
+    assert "no split 'dev'" in capsys.readouterr().err
+    (tmp_path / "junk.json").write_text("{")
+    assert main(["eval", "--compare", str(tmp_path / "junk.json")]) == 2
+    assert "not a JSON report" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--dataset", str(tiny_beir_dir), "--depth", "0", "--out", "r.json"])
+    assert exc.value.code == 2

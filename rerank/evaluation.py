@@ -1,0 +1,386 @@
+"""Evaluation runs: one first-stage pass and one set of rerank scores at the deepest depth, reused for all.
+
+:func:`run_evaluation` retrieves ``max(depths)`` candidates per query once, scores them all with the
+reranker once, and returns an :class:`EvalRun` from which the run of either stage at any smaller depth is cut
+without more model calls (a depth-``d`` rerank reorders the first stage's top ``d`` by the same scores).
+Results are documents: chunked indexes already collapse chunks into their documents. Arguana-style datasets
+hold each query in the corpus under its own id; such self-hits are dropped (as BEIR does).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from retrieval.corpus import Dataset
+from retrieval.first_stage import FIRST_STAGES
+from retrieval.hit import Hit
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_DEPTHS",
+    "EvalRun",
+    "Ranked",
+    "as_run",
+    "build_first_stage",
+    "parse_depths",
+    "run_evaluation",
+    "tie_broken",
+]
+
+DEFAULT_DEPTHS = (100,)
+
+Ranked = list[tuple[str, float]]  # (document id, score), best first
+
+
+class Retriever(Protocol):
+    def retrieve_batch(self, queries: Sequence[str], top_k: int = 10) -> list[list[Hit]]: ...
+
+
+class Scorer(Protocol):
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray: ...
+
+
+def parse_depths(value: str | int | Sequence[int]) -> list[int]:
+    """``"100"``, ``"10,20,50,100"``, ``100`` or ``[10, 100]`` as a sorted list of distinct positive ints."""
+    if isinstance(value, bool):
+        raise ValueError(f"depth must be a positive integer or a comma-separated list, got {value!r}")
+    if isinstance(value, int):
+        items: list[Any] = [value]
+    elif isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    else:
+        items = list(value)
+    depths = []
+    for item in items:
+        try:
+            depth = int(item)
+        except (TypeError, ValueError):
+            depth = 0
+        if depth <= 0 or (isinstance(item, float) and not item.is_integer()):
+            raise ValueError(
+                "depth must be a positive integer or a comma-separated list such as 10,20,50,100; "
+                f"got {value!r}"
+            )
+        depths.append(depth)
+    if not depths:
+        raise ValueError("at least one depth is needed, e.g. --depth 100 or --depth 10,20,50,100")
+    return sorted(set(depths))
+
+
+@dataclass
+class EvalRun:
+    """What one evaluation produced: first-stage candidates at the deepest depth and their rerank scores.
+
+    ``first_stage`` maps each query id to its ranked ``(doc id, score)`` candidates (at most
+    ``max(depths)``); ``rerank_scores`` maps each query id to ``{doc id: rerank score}`` for those
+    candidates, or is None when no reranker ran. Every query in ``queries`` is evaluated; a query without
+    candidates counts as a miss (score 0), never silently dropped.
+    """
+
+    dataset: str
+    split: str
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    depths: list[int]
+    first_stage: dict[str, Ranked]
+    rerank_scores: dict[str, dict[str, float]] | None = None
+    first_stage_info: dict[str, Any] = field(default_factory=dict)
+    reranker_info: dict[str, Any] | None = None
+    first_stage_ms: list[float] = field(default_factory=list)
+    rerank_ms: list[float] = field(default_factory=list)
+    pairs: int = 0
+    self_hits_removed: int = 0
+
+    def __post_init__(self) -> None:
+        self.depths = parse_depths(self.depths)
+        missing = [qid for qid in self.queries if qid not in self.first_stage]
+        if missing:
+            raise ValueError(
+                f"first_stage has no candidate list for {len(missing)} queries (e.g. {missing[0]!r}); "
+                "give every query a list, empty when nothing was found"
+            )
+        if self.rerank_scores is not None:
+            for qid, ranked in self.first_stage.items():
+                scores = self.rerank_scores.get(qid, {})
+                absent = [doc for doc, _ in ranked if doc not in scores]
+                if absent:
+                    raise ValueError(f"query {qid!r}: no rerank score for candidate {absent[0]!r}")
+
+    @property
+    def max_depth(self) -> int:
+        return self.depths[-1]
+
+    @property
+    def reranked(self) -> bool:
+        return self.rerank_scores is not None
+
+    def first_stage_lists(self, depth: int | None = None) -> dict[str, Ranked]:
+        """Each query's first-stage top ``depth`` (default: the deepest)."""
+        depth = depth or self.max_depth
+        return {qid: list(self.first_stage[qid][:depth]) for qid in self.queries}
+
+    def reranked_lists(self, depth: int | None = None) -> dict[str, Ranked]:
+        """Each query's first-stage top ``depth`` reordered by rerank score (ties keep first-stage order)."""
+        if self.rerank_scores is None:
+            raise ValueError("this run has no reranker scores")
+        depth = depth or self.max_depth
+        out: dict[str, Ranked] = {}
+        for qid in self.queries:
+            scores = self.rerank_scores[qid] if self.first_stage[qid] else {}
+            candidates = [(doc, float(scores[doc])) for doc, _ in self.first_stage[qid][:depth]]
+            order = sorted(range(len(candidates)), key=lambda i: -candidates[i][1])  # stable
+            out[qid] = [candidates[i] for i in order]
+        return out
+
+    def lists(self, stage: str, depth: int | None = None) -> dict[str, Ranked]:
+        """``stage`` is ``"first_stage"`` or ``"reranked"``."""
+        if stage == "first_stage":
+            return self.first_stage_lists(depth)
+        if stage == "reranked":
+            return self.reranked_lists(depth)
+        raise ValueError(f"unknown stage {stage!r}; use 'first_stage' or 'reranked'")
+
+
+def tie_broken(ranked: Ranked) -> Ranked:
+    """``ranked`` with scores made strictly decreasing in list order, at float32 precision.
+
+    Evaluators re-sort a run by score and break ties by document id, and ir-measures' providers do not even
+    agree on the direction (pytrec_eval: descending ids, its RR@k provider: ascending); pytrec_eval also
+    compares scores as float32, so scores closer than that tie too. A score that does not fall below the
+    previous one in float32 is replaced by the next float32 below it; the others are kept as they are. Every
+    tool then reads the list in the order the system returned it.
+    """
+    out: Ranked = []
+    previous = np.float32(np.inf)
+    for doc, score in ranked:
+        value = float(score)
+        single = np.float32(value)
+        if not single < previous:
+            single = np.nextafter(previous, np.float32(-np.inf))
+            value = float(single)
+        out.append((doc, value))
+        previous = single
+    return out
+
+
+def as_run(lists: Mapping[str, Ranked]) -> dict[str, dict[str, float]]:
+    """Ranked lists as an ir-measures run ``{qid: {doc id: score}}`` that keeps each list's order
+    (see :func:`tie_broken`)."""
+    return {qid: dict(tie_broken(ranked)) for qid, ranked in lists.items()}
+
+
+# --------------------------------------------------------------------------- first stage
+def build_first_stage(
+    kind: str,
+    dataset: Dataset | None = None,
+    *,
+    index: str | Path | Any | None = None,
+    embedder: Any = None,
+    depth: int = 100,
+    device: str | None = None,
+    show_progress: bool = True,
+) -> tuple[Retriever, dict[str, Any]]:
+    """A ``dense``/``bm25``/``hybrid`` first stage and a description of it for the report.
+
+    With ``index`` (an index directory or a loaded ``WinnowIndex``) the first stage runs over it; without,
+    BM25 is built over ``dataset``'s corpus and dense/hybrid over an index embedded in memory with
+    ``embedder`` (an ``Embedder``, a model name/folder, or None for the packaged default).
+    """
+    from retrieval.embedder import Embedder
+
+    if kind not in FIRST_STAGES:
+        raise ValueError(f"unknown first stage {kind!r}; choose one of {', '.join(FIRST_STAGES)}")
+    info: dict[str, Any] = {"name": kind, "index": None, "chunked": False}
+    if index is None and kind == "bm25":
+        if dataset is None:
+            raise ValueError("a BM25 first stage needs a dataset or an index")
+        from retrieval.bm25 import BM25Retriever
+
+        retriever = BM25Retriever(dataset.corpus)
+        info["model"] = "bm25s (k1=1.5, b=0.75, english stemming)"
+        return retriever, info
+    from retrieval.first_stage import make_first_stage
+
+    win_index = _load_or_build_index(index, dataset, embedder, kind, device, show_progress)
+    info["index"] = str(index) if isinstance(index, (str, Path)) else None
+    info["chunked"] = bool(win_index.extra.get("chunked"))
+    emb = None
+    if kind != "bm25":
+        emb = embedder if isinstance(embedder, Embedder) else None
+        if emb is None:
+            emb = Embedder(embedder or win_index.embedder, device=device, show_progress=False)
+        emb.load()
+    retriever = make_first_stage(kind, win_index, emb, depth=depth)
+    info["model"] = {"dense": win_index.embedder, "bm25": "bm25s"}.get(
+        kind, f"rrf(bm25s, {win_index.embedder})"
+    )
+    if kind != "bm25":
+        info["embedder"] = win_index.embedder
+    return retriever, info
+
+
+def _load_or_build_index(index, dataset, embedder, kind, device, show_progress):
+    from indexes import WinnowIndex
+    from retrieval.embedder import Embedder, resolve_embedder
+    from retrieval.indexing import build_index
+
+    if isinstance(index, WinnowIndex):
+        return index
+    if index is not None:
+        expected = None
+        if isinstance(embedder, Embedder):
+            expected = embedder.name
+        elif embedder and kind != "bm25":
+            expected = resolve_embedder(embedder)[0]
+        return WinnowIndex.load(index, expected_embedder=expected)
+    if dataset is None:
+        raise ValueError(f"a {kind} first stage needs an index directory or a dataset to index in memory")
+    emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder, device=device)
+    logger.info("embedding %d documents of %s in memory with %s", len(dataset.corpus), dataset.name, emb.name)
+    return build_index(dataset.corpus, emb, show_progress=show_progress)
+
+
+# --------------------------------------------------------------------------- the run
+def run_evaluation(
+    dataset: Dataset,
+    split: str = "test",
+    *,
+    first_stage: str | Retriever = "dense",
+    index: str | Path | Any | None = None,
+    embedder: Any = None,
+    reranker: str | Scorer | None = None,
+    depths: str | int | Sequence[int] = DEFAULT_DEPTHS,
+    device: str | None = None,
+    max_queries: int | None = None,
+    show_progress: bool | None = None,
+) -> EvalRun:
+    """Retrieve once at ``max(depths)`` for every judged query of ``split``, rerank those candidates once.
+
+    :param first_stage: ``"dense"``, ``"bm25"``, ``"hybrid"`` or any object with ``retrieve_batch``.
+    :param index: index directory (or ``WinnowIndex``) to search; None builds what the first stage needs.
+    :param embedder: bi-encoder for dense/hybrid (must match ``index``); None = the index's or the default.
+    :param reranker: a cross-encoder name/folder, any object with ``score(query, docs)``, or None.
+    :param max_queries: evaluate only the first N judged queries (smoke runs).
+    :param show_progress: progress bars; None shows them when this module logs at INFO or lower.
+    """
+    depth_list = parse_depths(depths)
+    max_depth = depth_list[-1]
+    if show_progress is None:
+        show_progress = logger.getEffectiveLevel() <= logging.INFO
+    queries = dataset.split_queries(split)
+    if max_queries is not None:
+        if max_queries <= 0:
+            raise ValueError(f"max_queries must be positive, got {max_queries}")
+        queries = dict(list(queries.items())[:max_queries])
+    if not queries:
+        raise ValueError(f"split {split!r} of {dataset.name!r} has no judged queries with text")
+    if isinstance(first_stage, str):
+        retriever, fs_info = build_first_stage(
+            first_stage,
+            dataset,
+            index=index,
+            embedder=embedder,
+            depth=max_depth + 1,
+            device=device,
+            show_progress=show_progress,
+        )
+    else:
+        retriever = first_stage
+        fs_info = {"name": getattr(first_stage, "name", type(first_stage).__name__), "model": None}
+    scorer, rr_info = _resolve_reranker(reranker, device)
+    corpus_ids = {p.id for p in dataset.corpus} | {p.doc_id for p in dataset.corpus}
+    fetch = max_depth + 1 if any(qid in corpus_ids for qid in queries) else max_depth
+    hits, fs_ms, removed = _first_stage_pass(retriever, queries, fetch, max_depth, show_progress)
+    if removed:
+        logger.info("dropped %d hits whose id equals their query's id (arguana-style)", removed)
+    run = EvalRun(
+        dataset=dataset.name,
+        split=split,
+        queries=queries,
+        qrels={qid: dict(dataset.qrels[split].get(qid, {})) for qid in queries},
+        depths=depth_list,
+        first_stage={qid: [(h.doc_id, float(h.score)) for h in row] for qid, row in hits.items()},
+        first_stage_info=fs_info,
+        first_stage_ms=fs_ms,
+        self_hits_removed=removed,
+    )
+    if scorer is not None:
+        run.rerank_scores, run.rerank_ms, run.pairs = _rerank_pass(scorer, queries, hits, show_progress)
+        run.reranker_info = rr_info
+    return run
+
+
+def _first_stage_pass(
+    retriever: Retriever, queries: dict[str, str], fetch: int, depth: int, show_progress: bool
+) -> tuple[dict[str, list[Hit]], list[float], int]:
+    """One retrieval per query (timed), self-hits dropped, cut to ``depth`` documents."""
+    out: dict[str, list[Hit]] = {}
+    timings: list[float] = []
+    removed = 0
+    bar = tqdm(queries.items(), desc="first stage", unit="query", disable=not show_progress)
+    for qid, text in bar:
+        start = time.perf_counter()
+        hits = retriever.retrieve_batch([text], top_k=fetch)[0]
+        timings.append((time.perf_counter() - start) * 1000)
+        kept: list[Hit] = []
+        seen: set[str] = set()
+        for hit in hits:
+            doc = hit.doc_id
+            if doc == qid:
+                removed += 1
+                continue
+            if doc in seen:  # a retriever that returns chunks: keep each document's best
+                continue
+            seen.add(doc)
+            kept.append(hit)
+        out[qid] = kept[:depth]
+    return out, timings, removed
+
+
+def _rerank_pass(
+    scorer: Scorer, queries: dict[str, str], hits: dict[str, list[Hit]], show_progress: bool
+) -> tuple[dict[str, dict[str, float]], list[float], int]:
+    """Score every query's candidates once; per-query latency and the number of pairs scored."""
+    scores: dict[str, dict[str, float]] = {}
+    timings: list[float] = []
+    pairs = 0
+    bar = tqdm(queries.items(), desc="reranking", unit="query", disable=not show_progress)
+    for qid, text in bar:
+        row = hits[qid]
+        if not row:
+            scores[qid] = {}
+            continue
+        docs = [h.full_text() for h in row]
+        start = time.perf_counter()
+        values = np.asarray(scorer.score(text, docs), dtype=np.float64).reshape(-1)
+        timings.append((time.perf_counter() - start) * 1000)
+        if len(values) != len(docs):
+            raise ValueError(f"reranker returned {len(values)} scores for {len(docs)} documents")
+        scores[qid] = dict(zip([h.doc_id for h in row], values.tolist(), strict=True))
+        pairs += len(docs)
+    return scores, timings, pairs
+
+
+def _resolve_reranker(reranker: str | Scorer | None, device: str | None) -> tuple[Scorer | None, dict]:
+    if reranker is None:
+        return None, {}
+    if isinstance(reranker, str):
+        from rerank.engine import CrossEncoderEngine
+
+        reranker = CrossEncoderEngine(reranker, device=device).load()
+    if not callable(getattr(reranker, "score", None)):
+        raise TypeError(f"reranker must have a score(query, documents) method, got {type(reranker).__name__}")
+    info = {
+        "model": getattr(reranker, "model_name", None) or type(reranker).__name__,
+        "device": str(getattr(reranker, "device", None) or "n/a"),
+    }
+    return reranker, info
