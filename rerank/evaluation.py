@@ -14,14 +14,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from rerank.search import Scorer
 from retrieval.corpus import Dataset
 from retrieval.first_stage import FIRST_STAGES
-from retrieval.hit import Hit
+from retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ __all__ = [
 DEFAULT_DEPTHS = (100,)
 
 Ranked = list[tuple[str, float]]  # (document id, score), best first
-
-
-class Retriever(Protocol):
-    def retrieve_batch(self, queries: Sequence[str], top_k: int = 10) -> list[list[Hit]]: ...
-
-
-class Scorer(Protocol):
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray: ...
 
 
 def parse_depths(value: str | int | Sequence[int]) -> list[int]:
@@ -206,7 +199,7 @@ def build_first_stage(
         from retrieval.bm25 import BM25Retriever
 
         retriever = BM25Retriever(dataset.corpus)
-        info["model"] = "bm25s (k1=1.5, b=0.75, english stemming)"
+        info["model"] = retriever.description
         return retriever, info
     from retrieval.first_stage import make_first_stage
 

@@ -10,15 +10,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from retrieval.hit import Hit
+from retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
-
-
-class FirstStage(Protocol):
-    name: str
-
-    def retrieve_batch(self, queries: Sequence[str], top_k: int = 10) -> list[list[Hit]]: ...
 
 
 class Scorer(Protocol):
@@ -100,7 +94,7 @@ class TwoStageSearch:
     """First stage for ``candidates`` hits, then (with a reranker) cross-encoder reranking to ``top_k``."""
 
     def __init__(
-        self, first_stage: FirstStage, reranker: Scorer | None = None, *, candidates: int = 100
+        self, first_stage: Retriever, reranker: Scorer | None = None, *, candidates: int = 100
     ) -> None:
         if candidates <= 0:
             raise ValueError(f"candidates must be positive, got {candidates}")

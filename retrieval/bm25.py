@@ -46,6 +46,7 @@ class BM25Retriever:
             import Stemmer
 
             self._stemmer = Stemmer.Stemmer(stemmer)
+        self.description = f"bm25s (k1={k1}, b={b}, {stemmer or 'no'} stemming)"
         self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
         tokens = self._tokenize([p.full_text() for p in self.passages])
         self._bm25.index(tokens, show_progress=show_progress)

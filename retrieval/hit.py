@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from retrieval.corpus import Passage
 
@@ -24,6 +24,14 @@ class Hit(Passage):
             "text": self.text,
             "meta": self.meta,
         }
+
+
+class Retriever(Protocol):
+    """What every first stage (dense, BM25, hybrid, or a user's own) offers."""
+
+    name: str
+
+    def retrieve_batch(self, queries: Sequence[str], top_k: int = 10) -> list[list[Hit]]: ...
 
 
 def collapse_to_documents(hits: Iterable[Hit]) -> list[Hit]:

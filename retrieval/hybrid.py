@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
 
-from retrieval.hit import Hit
+from retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
-
-
-class Retriever(Protocol):
-    """What every first stage offers."""
-
-    name: str
-
-    def retrieve_batch(self, queries: Sequence[str], top_k: int = 10) -> list[list[Hit]]: ...
 
 
 def reciprocal_rank_fusion(
