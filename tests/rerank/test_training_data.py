@@ -1,0 +1,284 @@
+"""Training data: pairs files, BEIR mining, label validation, mixing and the held-apart split."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rerank.training_data import (
+    TrainingPair,
+    build_training_set,
+    load_pairs_file,
+    mine_beir,
+    resolve_train_split,
+)
+from retrieval.corpus import load_beir
+from tests.conftest import write_tiny_beir
+
+
+def _beir_with_train(root: Path) -> Path:
+    """The tiny BEIR folder with its qrels also as a ``train`` split."""
+    path = write_tiny_beir(root)
+    shutil.copy(path / "qrels" / "test.tsv", path / "qrels" / "train.tsv")
+    return path
+
+
+def _positives(dataset, split: str) -> dict[str, set[str]]:
+    by_id = {p.id: p.full_text() for p in dataset.corpus}
+    queries = dataset.queries
+    out: dict[str, set[str]] = {}
+    for qid, judged in dataset.qrels[split].items():
+        out.setdefault(queries[qid], set()).update(by_id[d] for d, g in judged.items() if g > 0)
+    return out
+
+
+class _FixedOrder:
+    """A first stage that ranks the whole corpus in one fixed (shuffled) order for every query."""
+
+    name = "fixed"
+
+    def __init__(self, dataset):
+        import random
+
+        from retrieval.hit import Hit
+
+        self.order = sorted(p.id for p in dataset.corpus)
+        random.Random(0).shuffle(self.order)
+        by_id = {p.id: p for p in dataset.corpus}
+        self._hits = [
+            Hit(id=d, text=by_id[d].text, title=by_id[d].title, score=float(len(self.order) - r))
+            for r, d in enumerate(self.order)
+        ]
+
+    def retrieve_batch(self, queries, top_k=10):
+        return [list(self._hits[:top_k]) for _ in queries]
+
+
+# --------------------------------------------------------------------------- pairs files
+def test_jsonl_with_labels(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    rows = [
+        {"query": "q1", "document": "d1", "label": 1},
+        {"query": "q1", "passage": "d2", "label": 0.0},
+        {"query": "q2", "document": "d3", "label": 0.25},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    source = load_pairs_file(path)
+    assert source.kind == "pairs" and source.name == "pairs.jsonl"
+    assert [(p.query, p.document, p.label) for p in source.pairs] == [
+        ("q1", "d1", 1.0),
+        ("q1", "d2", 0.0),
+        ("q2", "d3", 0.25),
+    ]
+
+
+def test_jsonl_with_positive_and_negatives(tmp_path):
+    path = tmp_path / "triplets.jsonl"
+    rows = [
+        {"query": "q1", "positive": "p1", "negatives": ["n1", "n2"]},
+        {"query": "q2", "positive": ["p2", "p3"], "negatives": []},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = load_pairs_file(path).pairs
+    assert [(p.query, p.document, p.label) for p in pairs] == [
+        ("q1", "p1", 1.0),
+        ("q1", "n1", 0.0),
+        ("q1", "n2", 0.0),
+        ("q2", "p2", 1.0),
+        ("q2", "p3", 1.0),
+    ]
+
+
+@pytest.mark.parametrize("suffix,delimiter", [(".csv", ","), (".tsv", "\t")])
+def test_csv_and_tsv(tmp_path, suffix, delimiter):
+    path = tmp_path / f"pairs{suffix}"
+    lines = [
+        "query,document,label",
+        "what is a cell,a cell is the unit of life,1",
+        "what is a cell,debt rose,0",
+    ]
+    path.write_text("\n".join(line.replace(",", delimiter) for line in lines) + "\n")
+    pairs = load_pairs_file(path).pairs
+    assert [(p.document, p.label) for p in pairs] == [("a cell is the unit of life", 1.0), ("debt rose", 0.0)]
+
+
+@pytest.mark.parametrize(
+    "suffix,content,line",
+    [
+        (".csv", "query,document,label\nq,d,1\nq,e,-1\n", 3),
+        (".tsv", "query\tdocument\tlabel\nq\td\t1.5\n", 2),
+        (
+            ".jsonl",
+            '{"query": "q", "document": "d", "label": 0}\n{"query": "q", "document": "e", "label": -0.5}\n',
+            2,
+        ),
+        (".jsonl", '{"query": "q", "document": "d", "label": "high"}\n', 1),
+    ],
+)
+def test_labels_outside_0_1_are_refused_naming_file_and_line(tmp_path, suffix, content, line):
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(content)
+    with pytest.raises(ValueError) as err:
+        load_pairs_file(path)
+    assert f"{path}:{line}" in str(err.value)
+    assert "[0, 1]" in str(err.value)
+
+
+def test_pairs_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_pairs_file(tmp_path / "missing.jsonl")
+    wrong = tmp_path / "pairs.txt"
+    wrong.write_text("q\td\t1\n")
+    with pytest.raises(ValueError, match="must be .jsonl, .csv or .tsv"):
+        load_pairs_file(wrong)
+    no_label = tmp_path / "nolabel.csv"
+    no_label.write_text("query,document\nq,d\n")
+    with pytest.raises(ValueError, match="query, document"):
+        load_pairs_file(no_label)
+    empty_query = tmp_path / "empty.jsonl"
+    empty_query.write_text('{"query": "", "document": "d", "label": 1}\n')
+    with pytest.raises(ValueError, match="empty.jsonl:1"):
+        load_pairs_file(empty_query)
+
+
+# --------------------------------------------------------------------------- BEIR mining
+def test_mined_negatives_never_include_positives(tmp_path):
+    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    source = mine_beir(dataset, "train", first_stage="bm25", hard_negatives=3, skip_top=0, random_negatives=5)
+    positives = _positives(dataset, "train")
+    negatives = [p for p in source.pairs if p.label == 0.0]
+    assert negatives, "mining found no negatives"
+    for pair in negatives:
+        assert pair.document not in positives[pair.query]
+    # every judged positive is a label-1 pair
+    got = {(p.query, p.document) for p in source.pairs if p.label == 1.0}
+    assert got == {(q, d) for q, docs in positives.items() for d in docs}
+    # the self-hit document (id == query id "q3") is never a negative of q3
+    q3 = dataset.queries["q3"]
+    assert all(p.document != "cherry" or p.query != q3 for p in negatives)
+
+
+def test_hard_negatives_follow_the_first_stage_after_skip_top(tmp_path):
+    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    retriever = _FixedOrder(dataset)
+    full = mine_beir(dataset, "train", first_stage=retriever, hard_negatives=4, skip_top=0)
+    skipped = mine_beir(dataset, "train", first_stage=retriever, hard_negatives=2, skip_top=1)
+
+    def negatives(source):
+        out: dict[str, list[str]] = {}
+        for p in source.pairs:
+            if p.label == 0.0:
+                out.setdefault(p.query, []).append(p.document)
+        return out
+
+    a, b = negatives(full), negatives(skipped)
+    assert all(len(v) == 4 for v in a.values()) and len(a) == 12
+    text_of = {p.id: p.full_text() for p in dataset.corpus}
+    for query, docs in a.items():
+        qid = next(q for q, t in dataset.queries.items() if t == query)
+        relevant = {d for d, g in dataset.qrels["train"][qid].items() if g > 0}
+        expected = [d for d in retriever.order if d not in relevant and d != qid][:4]
+        assert docs == [text_of[d] for d in expected]  # top-ranked non-relevant documents, in rank order
+    for query, docs in b.items():
+        assert docs == a[query][1:3]  # the first non-relevant hit is skipped, the next two kept
+    assert skipped.info["skip_top"] == 1 and skipped.info["hard_negatives"] == 2
+
+
+def test_random_negatives_are_seeded(tmp_path):
+    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    one = mine_beir(dataset, "train", hard_negatives=0, random_negatives=3, seed=1)
+    same = mine_beir(dataset, "train", hard_negatives=0, random_negatives=3, seed=1)
+    other = mine_beir(dataset, "train", hard_negatives=0, random_negatives=3, seed=2)
+    assert one.pairs == same.pairs
+    assert one.pairs != other.pairs
+    assert one.info["random_negative_pairs"] == 3 * 12
+
+
+def test_train_falls_back_to_dev_and_says_so(tmp_path, caplog):
+    path = write_tiny_beir(tmp_path / "beir")
+    (path / "qrels" / "test.tsv").rename(path / "qrels" / "dev.tsv")
+    dataset = load_beir(path)
+    with caplog.at_level(logging.INFO, logger="rerank.training_data"):
+        assert resolve_train_split(dataset, "train") == "dev"
+    assert "no train qrels" in caplog.text and "dev" in caplog.text
+    with pytest.raises(ValueError, match="available"):
+        resolve_train_split(dataset, "validation")
+    source = mine_beir(dataset, "train", hard_negatives=1)
+    assert source.split == "dev" and source.info["split"] == "dev"
+
+
+# --------------------------------------------------------------------------- merging and the split
+def test_mixing_sources_and_dropping_negatives_that_are_positives(tmp_path):
+    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    beir = mine_beir(dataset, "train", hard_negatives=2, skip_top=0)
+    query = dataset.queries["q0"]
+    positive = next(p.document for p in beir.pairs if p.query == query and p.label == 1.0)
+    pairs = tmp_path / "extra.jsonl"
+    rows = [
+        {"query": query, "positive": "apple extra positive", "negatives": [positive, "tax said report"]},
+        {"query": "brand new query", "document": "some doc", "label": 1},
+        {"query": "brand new query", "document": "other doc", "label": 0},
+    ]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    merged = build_training_set([beir, load_pairs_file(pairs)], eval_fraction=0.0, min_pairs=0)
+    everything = merged.train + merged.eval
+    sources = {p.source for p in everything}
+    assert sources == {"beir/train", "extra.jsonl"}
+    assert merged.dropped_negatives == 1
+    assert TrainingPair(query, positive, 0.0, "extra.jsonl") not in everything
+    assert TrainingPair(query, positive, 1.0, "beir/train") in everything
+    positives_by_query: dict[str, set[str]] = {}
+    for p in everything:
+        if p.label > 0:
+            positives_by_query.setdefault(p.query, set()).add(p.document)
+    assert all(p.document not in positives_by_query.get(p.query, set()) for p in everything if p.label == 0)
+
+
+def test_split_is_by_query_and_seeded(tmp_path):
+    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    source = mine_beir(dataset, "train", hard_negatives=2, random_negatives=1)
+    one = build_training_set([source], eval_fraction=0.25, seed=7, min_pairs=0)
+    again = build_training_set([source], eval_fraction=0.25, seed=7, min_pairs=0)
+    other = build_training_set([source], eval_fraction=0.25, seed=8, min_pairs=0)
+    train_queries = {p.query for p in one.train}
+    eval_queries = {p.query for p in one.eval}
+    assert len(eval_queries) == 3 and one.eval_queries == eval_queries
+    assert not train_queries & eval_queries
+    assert len(one.train) + len(one.eval) == len(source.pairs)
+    assert one.eval_queries == again.eval_queries
+    assert one.eval_queries != other.eval_queries
+    samples = one.reranking_samples()
+    assert {s["query"] for s in samples} <= eval_queries and samples
+    for sample in samples:
+        assert sample["positive"] and len(sample["documents"]) >= 2
+
+
+def test_tiny_set_warns_with_its_size(tmp_path, caplog):
+    path = tmp_path / "two.jsonl"
+    path.write_text(
+        '{"query": "q", "document": "d", "label": 1}\n{"query": "q", "document": "e", "label": 0}\n'
+    )
+    with caplog.at_level(logging.WARNING, logger="rerank.training_data"):
+        build_training_set([load_pairs_file(path)], eval_fraction=0.0)
+    assert "only 2 training pairs" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rerank.training_data"):
+        build_training_set([load_pairs_file(path)], eval_fraction=0.0, min_pairs=2)
+    assert "training pairs" not in caplog.text
+
+
+def test_build_training_set_refuses_bad_input():
+    with pytest.raises(ValueError, match="no training data"):
+        build_training_set([])
+    with pytest.raises(ValueError, match="eval_fraction"):
+        build_training_set([_one_pair_source()], eval_fraction=1.5)
+
+
+def _one_pair_source():
+    from rerank.training_data import PairSource
+
+    return PairSource(name="x", kind="pairs", pairs=[TrainingPair("q", "d", 1.0, "x")])
