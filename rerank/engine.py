@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from rerank.models import model_load_error, resolve_model
+from rerank.models import CARD_FILE, card_interpolation_weight, model_load_error, resolve_model
 from rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
 from retrieval.device import resolve_device
 
@@ -211,6 +211,8 @@ class CrossEncoderEngine:
         self._default_activation = "sigmoid"
         self._use_token_types = False
         self._pad_id = 0
+        self._card: dict[str, Any] | None = None
+        self._card_read = False
 
     # ------------------------------------------------------------------ properties
     @property
@@ -245,6 +247,21 @@ class CrossEncoderEngine:
         """The activation sentence-transformers saved with the model (loads the model if needed)."""
         self.load()
         return self._default_activation
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        """The model's ``winnow.json`` card (written by ``winnow finetune``), or None; read once, without
+        loading the model."""
+        if not self._card_read:
+            card = _read_json(resolve_model(self._model_name), CARD_FILE)
+            self._card = card if isinstance(card, dict) else None
+            self._card_read = True
+        return self._card
+
+    @property
+    def interpolation_weight(self) -> float | None:
+        """The interpolation weight tuned for this model (from its card), or None for a pure reranker."""
+        return card_interpolation_weight(self.card)
 
     @property
     def is_loaded(self) -> bool:

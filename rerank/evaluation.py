@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rerank.search import Scorer
+from rerank.interpolation import check_weight, interpolated_ranking
+from rerank.search import Scorer, scorer_weight
 from retrieval.corpus import Dataset
 from retrieval.first_stage import FIRST_STAGES
 from retrieval.hit import Hit, Retriever
@@ -92,9 +93,12 @@ class EvalRun:
     rerank_ms: list[float] = field(default_factory=list)
     pairs: int = 0
     self_hits_removed: int = 0
+    interpolation_weight: float | None = None
+    interpolation_source: str | None = None
 
     def __post_init__(self) -> None:
         self.depths = parse_depths(self.depths)
+        self.interpolation_weight = check_weight(self.interpolation_weight)
         missing = [qid for qid in self.queries if qid not in self.first_stage]
         if missing:
             raise ValueError(
@@ -134,13 +138,32 @@ class EvalRun:
             out[qid] = [candidates[i] for i in order]
         return out
 
+    @property
+    def interpolated(self) -> bool:
+        """Whether an interpolated ranking (reranker + first stage, :mod:`rerank.interpolation`) exists."""
+        return self.rerank_scores is not None and self.interpolation_weight is not None
+
+    def interpolated_lists(self, depth: int | None = None, weight: float | None = None) -> dict[str, Ranked]:
+        """Each query's first-stage top ``depth`` reordered by ``weight * minmax(rerank) + (1 - weight) *
+        minmax(first stage)``; ``weight`` defaults to the run's ``interpolation_weight``."""
+        if self.rerank_scores is None:
+            raise ValueError("this run has no reranker scores")
+        weight = self.interpolation_weight if weight is None else check_weight(weight, "weight")
+        if weight is None:
+            raise ValueError("this run has no interpolation weight; pass one")
+        first = self.first_stage_lists(depth)
+        scores = self.rerank_scores
+        return {q: interpolated_ranking(first[q], scores.get(q, {}), weight) for q in self.queries}
+
     def lists(self, stage: str, depth: int | None = None) -> dict[str, Ranked]:
-        """``stage`` is ``"first_stage"`` or ``"reranked"``."""
+        """``stage`` is ``"first_stage"``, ``"reranked"`` or ``"interpolated"``."""
         if stage == "first_stage":
             return self.first_stage_lists(depth)
         if stage == "reranked":
             return self.reranked_lists(depth)
-        raise ValueError(f"unknown stage {stage!r}; use 'first_stage' or 'reranked'")
+        if stage == "interpolated":
+            return self.interpolated_lists(depth)
+        raise ValueError(f"unknown stage {stage!r}; use 'first_stage', 'reranked' or 'interpolated'")
 
 
 def tie_broken(ranked: Ranked) -> Ranked:
@@ -255,6 +278,7 @@ def run_evaluation(
     device: str | None = None,
     max_queries: int | None = None,
     show_progress: bool | None = None,
+    interpolation_weight: float | None = None,
 ) -> EvalRun:
     """Retrieve once at ``max(depths)`` for every judged query of ``split``, rerank those candidates once.
 
@@ -263,6 +287,8 @@ def run_evaluation(
     :param embedder: bi-encoder for dense/hybrid (must match ``index``); None = the index's or the default.
     :param reranker: a cross-encoder name/folder, any object with ``score(query, docs)``, or None.
     :param max_queries: evaluate only the first N judged queries (smoke runs).
+    :param interpolation_weight: weight of the interpolated reranker reported next to the pure one; None
+        takes the one the reranker's model card records (none: only the pure reranker is reported).
     :param show_progress: progress bars; None shows them when this module logs at INFO or lower.
     """
     depth_list = parse_depths(depths)
@@ -309,6 +335,9 @@ def run_evaluation(
     if scorer is not None:
         run.rerank_scores, run.rerank_ms, run.pairs = _rerank_pass(scorer, queries, hits, show_progress)
         run.reranker_info = rr_info
+        run.interpolation_weight = scorer_weight(scorer, interpolation_weight)
+        if run.interpolation_weight is not None:
+            run.interpolation_source = "argument" if interpolation_weight is not None else "model card"
     return run
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CARD_FILE",
     "DEFAULT_RERANKER",
     "MODEL_REGISTRY",
     "ModelNotFoundError",
     "is_offline",
+    "card_interpolation_weight",
     "model_load_error",
+    "read_card",
     "resolve_model",
     "shipped_models",
 ]
@@ -26,6 +31,9 @@ MODEL_REGISTRY: dict[str, str] = {"winnow-general": "models/winnow-general"}
 
 # The reranker winnow uses when none is named (once it is installed with the package).
 DEFAULT_RERANKER = "winnow-general"
+
+# The machine-readable model card ``winnow finetune`` writes next to the weights (README.md is the human one).
+CARD_FILE = "winnow.json"
 
 
 class ModelNotFoundError(ValueError):
@@ -104,3 +112,27 @@ def model_load_error(name: str, error: BaseException) -> Exception:
         f"Pass a local model folder, a winnow short name (registered: {known}), or download the model on a "
         f"machine with network access. Underlying error: {error}"
     )
+
+
+def read_card(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``winnow.json`` card of a local model folder, or None when there is none (or it is unreadable)."""
+    path = Path(model_dir) / CARD_FILE
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        logger.warning("ignoring unreadable model card %s: %s", path, err)
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def card_interpolation_weight(card: dict[str, Any] | None) -> float | None:
+    """The interpolation weight a card records (``card["interpolation"]["weight"]``), or None."""
+    section = (card or {}).get("interpolation")
+    weight = section.get("weight") if isinstance(section, dict) else None
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= float(weight) <= 1.0:
+        if weight is not None:
+            logger.warning("ignoring invalid interpolation weight %r in a model card", weight)
+        return None
+    return float(weight)

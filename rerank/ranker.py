@@ -13,6 +13,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import ComponentDevice
 
 from rerank.engine import CrossEncoderEngine, sigmoid
+from rerank.interpolation import check_weight, interpolate
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class WinnowRanker:
         max_length: int | None = None,
         windows: bool = True,
         batch_size: int | None = None,
+        interpolation_weight: float | None = None,
     ) -> None:
         """
         Create a WinnowRanker.
@@ -83,10 +85,16 @@ class WinnowRanker:
         :param max_length: Tokens per (query, window) pair; None = the model's maximum, capped at 512.
         :param windows: If True, long documents are scored by their best window; if False, truncated.
         :param batch_size: Most pairs per forward pass; None = the engine's default for the device.
-        :raises ValueError: If ``top_k`` is negative.
+        :param interpolation_weight: Combine per-query min-max-normalised reranker scores with the incoming
+            documents' (first-stage) scores as ``w * rerank + (1 - w) * first_stage``. None uses the weight
+            tuned for the model (its ``winnow.json`` card, written by ``winnow finetune``), or pure reranking
+            when it has none; 1.0 forces pure reranking. Interpolated scores lie in [0, 1] and ``scale_score``
+            does not apply to them. Documents without a score get their input order as first-stage score.
+        :raises ValueError: If ``top_k`` is negative or ``interpolation_weight`` is outside [0, 1].
         """
         _check_top_k(top_k)
         _check_threshold(score_threshold)
+        self.interpolation_weight = check_weight(interpolation_weight)
         self.model = model
         self.device = device
         self.top_k = top_k
@@ -117,6 +125,7 @@ class WinnowRanker:
             max_length=self.max_length,
             windows=self.windows,
             batch_size=self.batch_size,
+            interpolation_weight=self.interpolation_weight,
         )
 
     @classmethod
@@ -128,14 +137,17 @@ class WinnowRanker:
         """Load the model; later calls do nothing."""
         if self._engine is None:
             device = self.device.to_torch_str() if isinstance(self.device, ComponentDevice) else self.device
-            self._engine = CrossEncoderEngine(
-                self.model,
-                device=device,
-                max_length=self.max_length,
-                batch_size=self.batch_size,
-                windows=self.windows,
-            )
+            self._engine = self._make_engine(device)
         self._engine.load()  # idempotent and thread-safe
+
+    def _make_engine(self, device: str | None) -> CrossEncoderEngine:
+        return CrossEncoderEngine(
+            self.model,
+            device=device,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            windows=self.windows,
+        )
 
     async def warm_up_async(self) -> None:
         """Load the model in a worker thread so the event loop is not blocked."""
@@ -182,8 +194,23 @@ class WinnowRanker:
         unique_scores = self._engine.score(self.query_prefix + query, unique)
         by_text = dict(zip(unique, unique_scores.tolist(), strict=True))
         raw = np.array([by_text[text] for text in texts], dtype=np.float64)
-        scores = sigmoid(raw) if scale_score else raw
+        weight = self.effective_interpolation_weight
+        if weight is not None and weight < 1.0:
+            scores = interpolate(raw, _first_stage_scores(documents), weight)
+        else:
+            scores = sigmoid(raw) if scale_score else raw
         return {"documents": _select(documents, scores, top_k, score_threshold)}
+
+    @property
+    def effective_interpolation_weight(self) -> float | None:
+        """The weight ``run`` uses: the init value, else the model card's (loads nothing but the card)."""
+        if self.interpolation_weight is not None:
+            return self.interpolation_weight
+        if self._engine is None:
+            device = self.device.to_torch_str() if isinstance(self.device, ComponentDevice) else self.device
+            self._engine = self._make_engine(device)
+        weight = getattr(self._engine, "interpolation_weight", None)
+        return None if isinstance(weight, bool) or not isinstance(weight, (int, float)) else float(weight)
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -220,6 +247,14 @@ class WinnowRanker:
             if key in document.meta and document.meta[key] is not None
         ]
         return self.document_prefix + self.embedding_separator.join([*meta_values, document.content or ""])
+
+
+def _first_stage_scores(documents: list[Document]) -> np.ndarray:
+    """The documents' incoming scores; when any is missing, their input order (first = best) instead."""
+    if all(isinstance(doc.score, (int, float)) and math.isfinite(doc.score) for doc in documents):
+        return np.array([float(doc.score) for doc in documents], dtype=np.float64)
+    logger.debug("some documents have no score; interpolating with their input order as first-stage score")
+    return -np.arange(len(documents), dtype=np.float64)
 
 
 def _select(

@@ -103,6 +103,8 @@ def build_report(
     qids = list(run.queries)
     depth = run.max_depth
     stages = STAGES if run.reranked else STAGES[:1]
+    if run.interpolated:
+        stages = (*stages, "interpolated")
     lists = {stage: run.lists(stage) for stage in stages}
     runs = {stage: as_run(lists[stage]) for stage in stages}
     per_query = {stage: per_query_metrics(run.qrels, runs[stage], qids) for stage in stages}
@@ -137,6 +139,13 @@ def build_report(
     }
     if run.reranked:
         _add_comparison(report, run, lists, per_query, metrics, tolerance, seed, n_resamples)
+    if run.interpolated:
+        _add_interpolation(report, run, per_query, metrics, tolerance, seed, n_resamples)
+    elif run.reranked and report["lift"][PRIMARY] < 0:
+        report["warnings"].append(
+            "no interpolation weight is recorded for this reranker: `winnow finetune` tunes one on a dev "
+            "split (winnow.json), or pass --interpolation-weight to see reranker and first stage combined"
+        )
     for message in warnings:
         logger.warning("%s/%s: %s", run.dataset, run.split, message)
     return report
@@ -169,6 +178,47 @@ def _add_comparison(report, run, lists, per_query, metrics, tolerance, seed, n_r
         report["warnings"].append(
             f"RERANKING HURTS: {PRIMARY} fell by {-lift:.4f} ({fs[PRIMARY]:.4f} -> {rr[PRIMARY]:.4f}) with "
             f"reranker {report['reranker'].get('model')!r}; check the model, its max length and the depth"
+        )
+
+
+def _add_interpolation(report, run, per_query, metrics, tolerance, seed, n_resamples) -> None:
+    """The interpolated reranker next to the pure one: metrics, lift and significance over the first stage,
+    per-query outcome, and a loud warning when it, too, loses to the first stage."""
+    qids = list(run.queries)
+    fs, ip = metrics["first_stage"], metrics["interpolated"]
+    weight = run.interpolation_weight
+    report["interpolation"] = {"weight": weight, "source": run.interpolation_source}
+    report["metrics"]["interpolated"] = _rounded(ip)
+    report["lift_interpolated"] = {m: round(ip[m] - fs[m], 6) for m in fs}
+    report["significance_interpolated"] = {
+        m: compare_paired(
+            [per_query["first_stage"][m][q] for q in qids],
+            [per_query["interpolated"][m][q] for q in qids],
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+        for m in fs
+    }
+    before = [per_query["first_stage"][PRIMARY][q] for q in qids]
+    after = [per_query["interpolated"][PRIMARY][q] for q in qids]
+    report["per_query_interpolated"] = {
+        "metric": PRIMARY,
+        **wins_losses_ties(before, after, tolerance=tolerance),
+    }
+    for q, value in zip(qids, after, strict=True):
+        report["per_query"]["values"][q]["interpolated"] = round(value, 6)
+    lift = ip[PRIMARY] - fs[PRIMARY]
+    pure_lift = report["lift"][PRIMARY]
+    if lift < 0:
+        report["warnings"].append(
+            f"INTERPOLATED RERANKING HURTS TOO: {PRIMARY} fell by {-lift:.4f} ({fs[PRIMARY]:.4f} -> "
+            f"{ip[PRIMARY]:.4f}) at weight {weight:.2f}; this reranker does not help on this data: serve the "
+            "first stage alone or retrain"
+        )
+    elif pure_lift < 0:
+        report["warnings"].append(
+            f"the interpolated reranker (weight {weight:.2f}) does not hurt: {PRIMARY} {ip[PRIMARY]:.4f} "
+            f"(lift {lift:+.4f}) where the pure reranker loses {pure_lift:+.4f}; use the interpolated one"
         )
 
 
@@ -207,6 +257,10 @@ def _per_depth(run: EvalRun) -> dict[str, dict[str, Any]]:
             rr = stage_metrics(run.qrels, as_run(run.reranked_lists(depth)), qids)
             entry["reranked"] = _rounded(rr)
             entry["lift"] = {m: round(rr[m] - fs[m], 6) for m in fs}
+        if run.interpolated:
+            ip = stage_metrics(run.qrels, as_run(run.interpolated_lists(depth)), qids)
+            entry["interpolated"] = _rounded(ip)
+            entry["lift_interpolated"] = {m: round(ip[m] - fs[m], 6) for m in fs}
         out[str(depth)] = entry
     return out
 
@@ -298,6 +352,23 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     else:
         lines += ["| measure | first stage |", "|---|---|"]
         lines += [f"| {m} | {_fmt(v)} |" for m, v in fs.items()]
+    interpolated = report["metrics"].get("interpolated")
+    if interpolated:
+        weight = (report.get("interpolation") or {}).get("weight")
+        lines += [
+            "",
+            f"Interpolated reranker (weight {_fmt(weight, 2)} x normalised reranker + "
+            f"{_fmt(None if weight is None else 1 - weight, 2)} x normalised first stage):",
+            "",
+            "| measure | first stage | interpolated | lift | p (paired t) | p (permutation) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in fs:
+            sig = (report.get("significance_interpolated") or {}).get(m, {})
+            lines.append(
+                f"| {m} | {_fmt(fs[m])} | {_fmt(interpolated[m])} | {report['lift_interpolated'][m]:+.4f} | "
+                f"{_pvalue(sig.get('p_value'))} | {_pvalue(sig.get('permutation_p_value'))} |"
+            )
     depths = report.get("depths") or {}
     if len(depths) > 1 or reranked:
         lines += ["", f"{PRIMARY} by rerank depth:", "", "| depth | first stage | reranked | lift |"]
@@ -315,6 +386,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "",
             f"Per query ({pq['metric']}): {pq['wins']} wins, {pq['losses']} losses, {pq['ties']} ties.",
         ]
+    pqi = report.get("per_query_interpolated") or {}
+    if pqi.get("wins") is not None:
+        lines.append(
+            f"Interpolated, per query ({pqi['metric']}): {pqi['wins']} wins, {pqi['losses']} losses, "
+            f"{pqi['ties']} ties."
+        )
     lat = report.get("latency_ms") or {}
     lines += [
         "",

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rerank.interpolation import check_weight, interpolate
 from retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,10 @@ class RankedHit:
     text: str = ""
     title: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    rerank_score: float | None = None  # the cross-encoder's own score when ``score`` is interpolated
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "score": self.score,
             "first_stage_score": self.first_stage_score,
@@ -43,6 +45,9 @@ class RankedHit:
             "text": self.text,
             "meta": self.meta,
         }
+        if self.rerank_score is not None:
+            out["rerank_score"] = self.rerank_score
+        return out
 
 
 @dataclass
@@ -53,11 +58,32 @@ class SearchResult:
     reranked: bool
 
 
-def rerank_hits(query: str, hits: Sequence[Hit], scorer: Scorer) -> list[RankedHit]:
-    """Score every hit with ``scorer`` and order by that score (ties keep first-stage order)."""
+def scorer_weight(scorer: Scorer | None, interpolation_weight: float | None = None) -> float | None:
+    """The interpolation weight to use: ``interpolation_weight`` when given, else the one the scorer's model
+    card records (``scorer.interpolation_weight``), else None (pure reranker)."""
+    if interpolation_weight is not None:
+        return check_weight(interpolation_weight)
+    weight = getattr(scorer, "interpolation_weight", None)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        return None  # a scorer without a card (or a test double)
+    return check_weight(weight)
+
+
+def rerank_hits(
+    query: str, hits: Sequence[Hit], scorer: Scorer, *, interpolation_weight: float | None = None
+) -> list[RankedHit]:
+    """Score every hit with ``scorer`` and order by that score (ties keep first-stage order).
+
+    With an interpolation weight (given, or from the scorer's model card; see :func:`scorer_weight`) below
+    1, the score is ``w * minmax(rerank) + (1 - w) * minmax(first stage)`` over these hits and the
+    cross-encoder's own score is kept in ``rerank_score``.
+    """
     if not hits:
         return []
-    scores = np.asarray(scorer.score(query, [h.full_text() for h in hits]), dtype=np.float64)
+    raw = np.asarray(scorer.score(query, [h.full_text() for h in hits]), dtype=np.float64)
+    weight = scorer_weight(scorer, interpolation_weight)
+    interpolated = weight is not None and weight < 1.0
+    scores = interpolate(raw, [h.score for h in hits], weight) if interpolated else raw
     order = np.argsort(-scores, kind="stable")
     return [
         RankedHit(
@@ -69,6 +95,7 @@ def rerank_hits(query: str, hits: Sequence[Hit], scorer: Scorer) -> list[RankedH
             text=hits[i].text,
             title=hits[i].title,
             meta=dict(hits[i].meta),
+            rerank_score=float(raw[i]) if interpolated else None,
         )
         for rank, i in enumerate(order, start=1)
     ]
@@ -91,16 +118,26 @@ def first_stage_only(hits: Sequence[Hit]) -> list[RankedHit]:
 
 
 class TwoStageSearch:
-    """First stage for ``candidates`` hits, then (with a reranker) cross-encoder reranking to ``top_k``."""
+    """First stage for ``candidates`` hits, then (with a reranker) cross-encoder reranking to ``top_k``.
+
+    ``interpolation_weight``: None uses the weight the reranker's model card records (pure reranking when it
+    has none); a number in [0, 1] overrides it (1 = pure reranker).
+    """
 
     def __init__(
-        self, first_stage: Retriever, reranker: Scorer | None = None, *, candidates: int = 100
+        self,
+        first_stage: Retriever,
+        reranker: Scorer | None = None,
+        *,
+        candidates: int = 100,
+        interpolation_weight: float | None = None,
     ) -> None:
         if candidates <= 0:
             raise ValueError(f"candidates must be positive, got {candidates}")
         self.first_stage = first_stage
         self.reranker = reranker
         self.candidates = candidates
+        self.interpolation_weight = check_weight(interpolation_weight)
 
     def search(
         self, query: str, *, top_k: int = 10, candidates: int | None = None, rerank: bool = True
@@ -116,7 +153,9 @@ class TwoStageSearch:
         t1 = time.perf_counter()
         timings = {"first_stage": (t1 - t0) * 1000}
         if use_reranker:
-            ranked = rerank_hits(query, hits, self.reranker)[:top_k]
+            ranked = rerank_hits(query, hits, self.reranker, interpolation_weight=self.interpolation_weight)[
+                :top_k
+            ]
             timings["rerank"] = (time.perf_counter() - t1) * 1000
         else:
             ranked = first_stage_only(hits[:top_k])

@@ -100,6 +100,7 @@ def test_to_dict_mirrors_init_and_round_trips(model_path: str):
             "max_length": 128,
             "windows": False,
             "batch_size": 8,
+            "interpolation_weight": None,
         },
     }
     restored = WinnowRanker.from_dict(data)
