@@ -1,0 +1,556 @@
+"""Fine-tune a cross-encoder reranker with sentence-transformers' ``CrossEncoderTrainer``.
+
+The defaults are the recipe winnow's users run (``../shared/SEEDS.md``): one raw-logit output, binary
+cross-entropy on the logits, batch 16, lr 5e-5, 10% linear warmup, seed 42, one epoch. Evaluation runs on
+queries held apart from the *training* data (accuracy / F1 / precision / recall / average precision with their
+best thresholds, and nDCG@10 over the mined first-stage candidates); the best checkpoint by nDCG@10 is kept.
+Training is resumable: checkpoints go to ``OUT/checkpoints`` and a rerun with the same data resumes from the
+latest one. The saved folder loads with plain ``CrossEncoder(OUT)`` and holds two model cards: ``README.md``
+(sentence-transformers') and ``winnow.json`` (base, data, recipe, figures, thresholds, interpolation weight),
+which winnow's ranker reads for its defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rerank.interpolation import DEFAULT_GRID, WeightTuning, tune_weight
+from rerank.models import (
+    CARD_FILE,
+    DEFAULT_RERANKER,
+    ModelNotFoundError,
+    is_offline,
+    resolve_model,
+    shipped_models,
+)
+from rerank.training_data import PairSource, TrainingSet
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CPU_MAX_LENGTH", "TrainingRecipe", "finetune", "resolve_base", "tune_interpolation"]
+
+CPU_MAX_LENGTH = 256  # tokens per pair when training on CPU (None picks it): longer pairs cost quadratically
+GPU_MAX_LENGTH = 512
+EVAL_NAME = "heldout"
+_INSTALL_HINT = "fine-tuning needs the train extra: pip install 'winnow[train]' (datasets, accelerate)"
+
+
+@dataclass
+class TrainingRecipe:
+    """Hyper-parameters; the defaults are the users' recipe. Every field can be overridden.
+
+    :param warmup: linear warmup as a fraction of the training steps.
+    :param max_length: tokens per (query, document) pair; None = the model's maximum, capped at 256 on CPU and
+        512 on a GPU.
+    :param eval_steps: evaluate (and checkpoint) every N steps; None = about five times per run.
+    :param bf16: mixed precision; None = on CUDA where supported.
+    :param pos_weight: BCE weight of positives (e.g. negatives per positive for imbalanced sets); None = 1.
+    """
+
+    epochs: float = 1.0
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.0
+    seed: int = 42
+    max_length: int | None = None
+    max_steps: int | None = None
+    eval_steps: int | None = None
+    logging_steps: int | None = None
+    save_total_limit: int = 2
+    gradient_accumulation_steps: int = 1
+    pos_weight: float | None = None
+    bf16: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        for name in ("batch_size", "gradient_accumulation_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_length", "max_steps", "eval_steps", "logging_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.pos_weight is not None and not self.pos_weight > 0:
+            raise ValueError(f"pos_weight must be positive, got {self.pos_weight}")
+
+
+def resolve_base(base: str | None) -> str:
+    """The folder (or hub name) to start from, checked before any work.
+
+    None means winnow's shipped general reranker when installed, else the packaged all-MiniLM-L6-v2 bi-encoder
+    with a fresh scoring head (which the users' recipe alone barely moves: train a general stage first).
+
+    :raises ModelNotFoundError: for a path that does not exist, or a hub name on an offline machine.
+    """
+    if base is None:
+        if DEFAULT_RERANKER in shipped_models():
+            return resolve_model(DEFAULT_RERANKER)
+        from retrieval.embedder import packaged_minilm_path
+
+        logger.warning(
+            "no general reranker is installed: starting from the packaged all-MiniLM-L6-v2 bi-encoder with a "
+            "fresh scoring head. The users' recipe alone learns little from it; pass --base with a general "
+            "cross-encoder (see benchmarks/quality/README.md)"
+        )
+        return packaged_minilm_path()
+    resolved = resolve_model(base)
+    if not Path(resolved).is_dir() and is_offline():
+        raise ModelNotFoundError(
+            f"base model {base!r} is not a local folder and the hub is off (HF_HUB_OFFLINE is set); pass a "
+            "model folder or a winnow short name"
+        )
+    return resolved
+
+
+def _import_training():
+    try:
+        import datasets  # noqa: F401
+        from sentence_transformers.cross_encoder import (
+            CrossEncoder,
+            CrossEncoderModelCardData,
+            CrossEncoderTrainer,
+            CrossEncoderTrainingArguments,
+        )
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{_INSTALL_HINT} ({err})") from err
+    return CrossEncoder, CrossEncoderModelCardData, CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def finetune(
+    training_set: TrainingSet,
+    out_dir: str | Path,
+    *,
+    base: str | None = None,
+    recipe: TrainingRecipe | None = None,
+    device: str | None = None,
+    show_progress: bool | None = None,
+    resume: bool = True,
+    keep_checkpoints: bool = False,
+    tune_weight_split: str | None = "auto",
+    tune_depth: int = 30,
+    tune_max_queries: int | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train a cross-encoder on ``training_set`` and save it, with its model cards, to ``out_dir``.
+
+    :param base: model to start from (see :func:`resolve_base`); checked before anything else.
+    :param device: ``cuda``, ``mps`` or ``cpu``; None picks the best available.
+    :param resume: continue from the latest checkpoint in ``out_dir/checkpoints`` when there is one.
+    :param keep_checkpoints: keep ``out_dir/checkpoints`` after a successful run (they hold optimizer state).
+    :param tune_weight_split: where to tune the interpolation weight (see :func:`tune_interpolation`):
+        ``"auto"`` (each BEIR source's dev split when it has one it did not train on, else its held-apart
+        training queries), a split name, ``"heldout"``, or None to skip tuning.
+    :param command: the command line that ran this, recorded in the card.
+    :returns: the ``winnow.json`` card that was written.
+    """
+    base_path = resolve_base(base)
+    recipe = recipe or TrainingRecipe()
+    if not training_set.train:
+        raise ValueError("the training set is empty")
+    if tune_weight_split == "test":
+        raise ValueError("never tune on a test split: use dev, heldout or auto")
+    if tune_weight_split:  # a bad split fails now, not after training
+        for source in training_set.sources:
+            if source.kind == "beir" and source.dataset is not None:
+                _tuning_split(source, tune_weight_split)
+    CrossEncoder, CardData, Trainer, Args = _import_training()
+    import torch
+    from datasets import Dataset as HFDataset
+
+    from retrieval.device import resolve_device
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir = out_dir / "checkpoints"
+    if show_progress is None:
+        show_progress = logger.getEffectiveLevel() <= logging.INFO
+    device = resolve_device(device)
+    on_cuda = device.startswith("cuda")
+    bf16 = recipe.bf16 if recipe.bf16 is not None else on_cuda and torch.cuda.is_bf16_supported()
+    torch.manual_seed(recipe.seed)
+
+    model = CrossEncoder(
+        base_path,
+        num_labels=1,
+        activation_fn=torch.nn.Identity(),  # raw logits, as the users' recipe scores them
+        device=device,
+        model_card_data=CardData(
+            local_files_only=True,
+            model_name=f"winnow reranker fine-tuned from {Path(base_path).name}",
+            train_datasets=[{"name": s.name} for s in training_set.sources],
+        ),
+    )
+    max_length = _max_length(recipe.max_length, model.max_seq_length, on_cuda)
+    model.max_seq_length = max_length
+    logger.info("base %s on %s, max_length %d, bf16 %s", base_path, device, max_length, bf16)
+
+    train_dataset = _to_dataset(HFDataset, training_set.train)
+    evaluators, samples = _evaluators(training_set, recipe.batch_size, show_progress)
+    rank_metric = f"eval_{EVAL_NAME}_ndcg@10" if samples else f"eval_{EVAL_NAME}_average_precision"
+    steps_per_epoch = math.ceil(len(train_dataset) / (recipe.batch_size * recipe.gradient_accumulation_steps))
+    total_steps = recipe.max_steps or max(1, math.ceil(steps_per_epoch * recipe.epochs))
+    eval_steps = recipe.eval_steps or max(1, math.ceil(total_steps / 5))
+    args = Args(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps or -1,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=max(recipe.batch_size, 32),
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        learning_rate=recipe.learning_rate,
+        warmup_steps=recipe.warmup,  # a float in [0, 1) is a fraction of the steps
+        weight_decay=recipe.weight_decay,
+        seed=recipe.seed,
+        bf16=bf16,
+        use_cpu=device == "cpu",
+        eval_strategy="steps" if evaluators else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=recipe.save_total_limit,
+        load_best_model_at_end=bool(evaluators),
+        metric_for_best_model=rank_metric if evaluators else None,
+        greater_is_better=True if evaluators else None,
+        logging_steps=recipe.logging_steps or max(1, min(50, eval_steps)),
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+        report_to="none",
+    )
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    pos_weight = None if recipe.pos_weight is None else torch.tensor(recipe.pos_weight)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight),
+        evaluator=evaluators or None,
+    )
+    found = _checkpoints(checkpoint_dir) if resume else []
+    resume_from = str(found[-1]) if found else None
+    if resume_from:
+        logger.info("resuming from %s", resume_from)
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+
+    figures = _final_figures(evaluators, model)
+    model.save_pretrained(str(out_dir))
+    state = trainer.state
+    card: dict[str, Any] = {
+        "format": 1,
+        "kind": "winnow cross-encoder reranker",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "base": {"model": base, "path": base_path},
+        "scores": "raw logits (identity activation); thresholds below are on this scale",
+        "max_length": max_length,
+        "data": training_set.summary(),
+        "recipe": {
+            **asdict(recipe),
+            "loss": "BinaryCrossEntropyLoss on raw logits",
+            "warmup_steps": recipe.warmup,
+            "total_steps": total_steps,
+            "eval_steps": eval_steps,
+        },
+        "training": {
+            "device": device,
+            "bf16": bf16,
+            "global_steps": state.global_step,
+            "epochs": round(float(state.epoch or 0.0), 4),
+            "seconds": round(seconds, 1),
+            "train_loss": _round(output.training_loss),
+            "loss_history": [
+                {"step": e["step"], "loss": _round(e["loss"])} for e in state.log_history if "loss" in e
+            ],
+            "resumed_from": resume_from,
+            "best_metric": {"name": rank_metric, "value": _round(state.best_metric)} if evaluators else None,
+            "best_checkpoint": Path(state.best_model_checkpoint).name
+            if state.best_model_checkpoint
+            else None,
+        },
+        "eval": {
+            "data": "queries held apart from the training data (never a test split)",
+            "queries": len(training_set.eval_queries),
+            "pairs": len(training_set.eval),
+            "reranking_queries": len(samples),
+            **figures,
+        },
+        "thresholds": _thresholds(figures),
+        "interpolation": None,
+        "command": command,
+    }
+    _write_card(out_dir, card)
+    if tune_weight_split:
+        tuning = tune_interpolation(
+            out_dir,
+            training_set,
+            split=tune_weight_split,
+            depth=tune_depth,
+            max_queries=tune_max_queries,
+            device=device,
+            show_progress=show_progress,
+        )
+        if tuning is not None:
+            card["interpolation"] = tuning.to_dict()
+            _write_card(out_dir, card)
+    _append_readme(out_dir, card)
+    if not keep_checkpoints and checkpoint_dir.is_dir():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    logger.info("saved %s (%d steps, %.0f s)", out_dir, state.global_step, seconds)
+    return card
+
+
+def _max_length(requested: int | None, model_max: int | None, on_cuda: bool) -> int:
+    cap = GPU_MAX_LENGTH if on_cuda else CPU_MAX_LENGTH
+    if requested is not None:
+        return requested
+    return min(x for x in (model_max, cap) if x)
+
+
+def _to_dataset(factory: Any, pairs: Sequence[Any]) -> Any:
+    return factory.from_dict(
+        {
+            "query": [p.query for p in pairs],
+            "document": [p.document for p in pairs],
+            "label": [float(p.label) for p in pairs],
+        }
+    )
+
+
+def _evaluators(training_set: TrainingSet, batch_size: int, show_progress: bool) -> tuple[list[Any], list]:
+    from sentence_transformers.cross_encoder.evaluation import (
+        CrossEncoderClassificationEvaluator,
+        CrossEncoderRerankingEvaluator,
+    )
+
+    evaluators: list[Any] = []
+    held = training_set.eval
+    labels = [int(p.label >= 0.5) for p in held]
+    if held and 0 < sum(labels) < len(labels):
+        evaluators.append(
+            CrossEncoderClassificationEvaluator(
+                [[p.query, p.document] for p in held],
+                labels,
+                name=EVAL_NAME,
+                batch_size=max(batch_size, 32),
+                show_progress_bar=False,
+            )
+        )
+    elif held:
+        logger.warning("the held-apart pairs have a single class; no classification figures")
+    samples = training_set.reranking_samples()
+    if samples:
+        evaluators.append(
+            CrossEncoderRerankingEvaluator(
+                samples,
+                at_k=10,
+                always_rerank_positives=False,  # comparable with the first stage's own order
+                name=EVAL_NAME,
+                batch_size=max(batch_size, 32),
+                show_progress_bar=False,
+            )
+        )
+    if not evaluators:
+        logger.warning("no held-apart evaluation (eval fraction 0 or too few queries): keeping the last step")
+    return evaluators, samples
+
+
+def _final_figures(evaluators: list[Any], model: Any) -> dict[str, Any]:
+    """The evaluators' figures for the model as saved (the best checkpoint)."""
+    figures: dict[str, Any] = {}
+    prefix = f"{EVAL_NAME}_"
+    for evaluator in evaluators:
+        kind = "classification" if "Classification" in type(evaluator).__name__ else "reranking"
+        values = evaluator(model)
+        figures[kind] = {k.removeprefix(prefix): _round(v) for k, v in values.items()}
+    return figures
+
+
+def _thresholds(figures: dict[str, Any]) -> dict[str, Any] | None:
+    cls = figures.get("classification")
+    if not cls:
+        return None
+    return {
+        "accuracy": cls.get("accuracy_threshold"),
+        "f1": cls.get("f1_threshold"),
+        "scale": "raw logit",
+        "note": "score >= threshold means relevant; calibrated on the held-apart training queries",
+    }
+
+
+def _round(value: Any, digits: int = 6) -> Any:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return round(number, digits) if math.isfinite(number) else None
+
+
+def _write_card(out_dir: Path, card: dict[str, Any]) -> None:
+    path = out_dir / CARD_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _append_readme(out_dir: Path, card: dict[str, Any]) -> None:
+    """Add winnow's summary (data, recipe, figures, thresholds, interpolation) to sentence-transformers'
+    README.md model card."""
+    readme = out_dir / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    marker = "\n## winnow fine-tuning summary\n"
+    text = text.split(marker)[0].rstrip("\n")
+    data, recipe, training = card["data"], card["recipe"], card["training"]
+    lines = [
+        marker,
+        f"- base: `{card['base']['model'] or card['base']['path']}`",
+        f"- data: {data['train_pairs']} training pairs ({data['train_positives']} positive) over "
+        f"{data['train_queries']} queries; {data['eval_pairs']} pairs over {data['eval_queries']} queries "
+        "held apart for evaluation",
+    ]
+    for source in data["sources"]:
+        lines.append(
+            f"  - `{source['name']}` ({source['kind']}): {source['pairs']} pairs, "
+            f"{source['positives']} positive"
+        )
+    lines += [
+        f"- recipe: {recipe['loss']}, batch {recipe['batch_size']}, lr {recipe['learning_rate']}, warmup "
+        f"{recipe['warmup']:.0%}, seed {recipe['seed']}, {recipe['epochs']} epoch(s), max length "
+        f"{card['max_length']}",
+        f"- training: {training['global_steps']} steps on {training['device']} in {training['seconds']} s, "
+        f"final loss {training['train_loss']}",
+    ]
+    for kind, values in (card.get("eval") or {}).items():
+        if isinstance(values, dict):
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
+            lines.append(f"- held-apart {kind}: {shown}")
+    thresholds = card.get("thresholds")
+    if thresholds:
+        lines.append(
+            f"- calibrated thresholds (raw logits): accuracy {thresholds['accuracy']}, F1 {thresholds['f1']}"
+        )
+    interpolation = card.get("interpolation")
+    if interpolation:
+        lines.append(
+            f"- interpolation weight {interpolation['weight']} (nDCG@10 on {interpolation.get('split')}: "
+            f"pure reranker {interpolation.get('ndcg_pure_reranker')}, first stage "
+            f"{interpolation.get('ndcg_first_stage')}, interpolated {interpolation.get('ndcg_interpolated')})"
+        )
+    if card.get("command"):
+        lines += ["", "Trained with:", "", "```console", card["command"], "```"]
+    readme.write_text(text + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- interpolation weight
+def tune_interpolation(
+    model_dir: str | Path,
+    training_set: TrainingSet,
+    *,
+    split: str = "auto",
+    depth: int = 30,
+    max_queries: int | None = None,
+    device: str | None = None,
+    show_progress: bool = False,
+    grid: Sequence[float] = DEFAULT_GRID,
+) -> WeightTuning | None:
+    """Tune the interpolation weight of the model in ``model_dir`` over its BEIR sources' first stages.
+
+    For each BEIR source, with ``split="auto"``: its dev split when it has one it was not trained on, else
+    the queries held apart from its training split; a named split (never ``test``) or ``"heldout"`` forces
+    one. Candidates come from the same first stage that mined the negatives. Returns None when no source
+    has queries to tune on (pairs files have no first stage).
+    """
+    from rerank.engine import CrossEncoderEngine
+    from rerank.evaluation import EvalRun, _first_stage_pass, _rerank_pass
+
+    if split == "test":
+        raise ValueError("never tune on a test split: use dev, heldout or auto")
+    engine = CrossEncoderEngine(str(model_dir), device=device)
+    runs: list[EvalRun] = []
+    used: list[str] = []
+    for source in training_set.sources:
+        if source.kind != "beir" or source.dataset is None:
+            continue
+        chosen = _tuning_split(source, split)
+        if chosen == "heldout":
+            qids = [q for q in source.candidates if source.queries[q] in training_set.eval_queries]
+            queries = {q: source.queries[q] for q in qids[:max_queries]}
+            hits = {q: list(source.candidates[q][:depth]) for q in queries}
+            qrels = {q: dict(source.qrels.get(q, {})) for q in queries}
+        else:
+            queries = source.dataset.split_queries(chosen)
+            if max_queries:
+                queries = dict(list(queries.items())[:max_queries])
+            if source.retriever is None:
+                continue
+            hits, _, _ = _first_stage_pass(source.retriever, queries, depth + 1, depth, show_progress)
+            qrels = {q: dict(source.dataset.qrels[chosen].get(q, {})) for q in queries}
+        if not queries:
+            logger.info("%s: no queries to tune the interpolation weight on (%s)", source.name, chosen)
+            continue
+        run = EvalRun(
+            dataset=source.dataset.name,
+            split=chosen,
+            queries=queries,
+            qrels=qrels,
+            depths=[depth],
+            first_stage={q: [(h.doc_id, float(h.score)) for h in hits[q]] for q in queries},
+        )
+        run.rerank_scores, _, _ = _rerank_pass(engine, queries, hits, show_progress)
+        runs.append(run)
+        used.append(
+            f"{source.dataset.name}/{chosen}"
+            + (" (held-apart training queries)" if chosen == "heldout" else "")
+        )
+    if not runs:
+        logger.warning("no BEIR source with queries to tune an interpolation weight on; none recorded")
+        return None
+    tuning = tune_weight(runs, grid=grid, depth=depth)
+    tuning.info = {
+        "split": ", ".join(used),
+        "depth": depth,
+        "first_stage": ", ".join(
+            sorted({str(s.info.get("first_stage")) for s in training_set.sources if s.kind == "beir"})
+        ),
+        "formula": "w * minmax(reranker) + (1 - w) * minmax(first stage), per query",
+    }
+    return tuning
+
+
+def _tuning_split(source: PairSource, split: str) -> str:
+    dataset = source.dataset
+    assert dataset is not None
+    if split == "heldout":
+        return "heldout"
+    if split == "auto":
+        return "dev" if "dev" in dataset.qrels and source.split != "dev" else "heldout"
+    if split not in dataset.qrels:
+        raise ValueError(
+            f"dataset {dataset.name!r} has no {split!r} split to tune on (has {sorted(dataset.qrels)})"
+        )
+    if split == source.split:
+        raise ValueError(
+            f"{split!r} is the split {dataset.name!r} was trained on; tune on another one or 'heldout'"
+        )
+    return split

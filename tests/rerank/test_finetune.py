@@ -1,0 +1,183 @@
+"""Fine-tuning with a tiny random model: a few steps that save, reload, rank, resume and write the card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rerank.finetune import TrainingRecipe, finetune, resolve_base
+from rerank.models import ModelNotFoundError, read_card
+from rerank.training_data import build_training_set, mine_beir
+from retrieval.corpus import load_beir
+from tests.conftest import write_tiny_beir
+
+
+def _training_set(root: Path, *, dev: bool = False):
+    path = write_tiny_beir(root)
+    shutil.copy(path / "qrels" / "test.tsv", path / "qrels" / "train.tsv")
+    if dev:
+        shutil.copy(path / "qrels" / "test.tsv", path / "qrels" / "dev.tsv")
+    source = mine_beir(load_beir(path), "train", hard_negatives=2, skip_top=0, random_negatives=2)
+    return build_training_set([source], eval_fraction=0.25, min_pairs=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_cross_encoder_path):
+    root = tmp_path_factory.mktemp("finetune")
+    training_set = _training_set(root / "beir")
+    out = root / "model"
+    card = finetune(
+        training_set,
+        out,
+        base=tiny_cross_encoder_path,
+        recipe=TrainingRecipe(max_steps=4, eval_steps=2),
+        show_progress=False,
+        command="winnow finetune --test",
+    )
+    return out, card, training_set
+
+
+def test_saved_folder_loads_with_plain_cross_encoder_and_winnow_engine(trained):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from rerank.engine import CrossEncoderEngine
+
+    out, _, _ = trained
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    docs = ["apple apple apple cell", "debt the company said", "gene protein study", "cash flow"]
+    model = CrossEncoder(str(out), device="cpu")
+    st_scores = np.asarray(model.predict([("apple", d) for d in docs]))
+    engine = CrossEncoderEngine(str(out), device="cpu")
+    scores = engine.score("apple", docs)
+    assert scores.shape == (4,) and np.isfinite(scores).all()
+    np.testing.assert_allclose(scores, st_scores, atol=1e-4)  # raw logits both ways
+    assert np.argsort(-scores).tolist() == np.argsort(-st_scores).tolist()
+    assert engine.default_activation == "identity"
+
+
+def test_training_changed_the_weights(trained, tiny_cross_encoder_path):
+    from rerank.engine import CrossEncoderEngine
+
+    out, _, _ = trained
+    pairs = [("apple", "apple apple apple cell"), ("vaccine", "the company said debt")]
+    before = CrossEncoderEngine(tiny_cross_encoder_path, device="cpu").score_pairs(pairs)
+    after = CrossEncoderEngine(str(out), device="cpu").score_pairs(pairs)
+    assert not np.allclose(before, after)
+
+
+def test_model_card_contents(trained, tiny_cross_encoder_path):
+    out, card, training_set = trained
+    assert read_card(out) == json.loads((out / "winnow.json").read_text())
+    assert card["base"]["path"] == tiny_cross_encoder_path
+    assert card["data"]["train_pairs"] == len(training_set.train) > 0
+    assert card["data"]["eval_queries"] == 3
+    assert card["data"]["sources"][0]["name"] == "beir/train"
+    recipe = card["recipe"]
+    assert (
+        recipe["batch_size"],
+        recipe["learning_rate"],
+        recipe["seed"],
+        recipe["warmup"],
+        recipe["epochs"],
+    ) == (
+        16,
+        5e-5,
+        42,
+        0.1,
+        1.0,
+    )
+    assert "BinaryCrossEntropyLoss" in recipe["loss"]
+    assert card["training"]["global_steps"] == 4 and card["training"]["device"] == "cpu"
+    assert card["max_length"] == 256  # the CPU cap
+    cls = card["eval"]["classification"]
+    for key in ("accuracy", "f1", "precision", "recall", "average_precision"):
+        assert 0.0 <= cls[key] <= 1.0
+    assert card["thresholds"]["accuracy"] == cls["accuracy_threshold"]
+    assert card["thresholds"]["f1"] == cls["f1_threshold"]
+    assert "ndcg@10" in card["eval"]["reranking"] and "base_ndcg@10" in card["eval"]["reranking"]
+    assert card["training"]["best_metric"]["name"] == "eval_heldout_ndcg@10"
+    weight = card["interpolation"]
+    assert 0.0 <= weight["weight"] <= 1.0 and len(weight["grid"]) == 11
+    assert "held-apart" in weight["split"]
+    assert card["command"] == "winnow finetune --test"
+    readme = (out / "README.md").read_text()
+    assert "winnow fine-tuning summary" in readme and "winnow finetune --test" in readme
+    assert "sentence-transformers" in readme  # sentence-transformers' own card is kept
+    assert not (out / "checkpoints").exists()  # removed after a successful run by default
+
+
+def test_ranker_reads_the_trained_card(trained):
+    from haystack import Document
+
+    from rerank.ranker import WinnowRanker
+
+    out, card, _ = trained
+    ranker = WinnowRanker(model=str(out), device="cpu")
+    assert ranker.effective_interpolation_weight == card["interpolation"]["weight"]
+    docs = [Document(id=str(i), content=t, score=float(i)) for i, t in enumerate(["apple", "debt", "gene"])]
+    assert len(ranker.run(query="apple", documents=docs)["documents"]) == 3
+
+
+def test_resume_from_checkpoint(tmp_path, tiny_cross_encoder_path):
+    training_set = _training_set(tmp_path / "beir")
+    out = tmp_path / "model"
+    first = finetune(
+        training_set,
+        out,
+        base=tiny_cross_encoder_path,
+        recipe=TrainingRecipe(max_steps=2, eval_steps=2),
+        show_progress=False,
+        keep_checkpoints=True,
+        tune_weight_split=None,
+    )
+    assert first["training"]["resumed_from"] is None and first["interpolation"] is None
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    second = finetune(
+        training_set,
+        out,
+        base=tiny_cross_encoder_path,
+        recipe=TrainingRecipe(max_steps=4, eval_steps=2),
+        show_progress=False,
+        tune_weight_split=None,
+    )
+    assert second["training"]["resumed_from"].endswith("checkpoint-2")
+    assert second["training"]["global_steps"] == 4
+    assert [e["step"] for e in second["training"]["loss_history"]][-1] == 4
+
+
+def test_weight_is_tuned_on_dev_when_there_is_one(tmp_path, tiny_cross_encoder_path):
+    training_set = _training_set(tmp_path / "beir", dev=True)
+    card = finetune(
+        training_set,
+        tmp_path / "model",
+        base=tiny_cross_encoder_path,
+        recipe=TrainingRecipe(max_steps=1),
+        show_progress=False,
+    )
+    assert card["interpolation"]["split"] == "beir/dev" and card["interpolation"]["queries"] == 12
+
+
+def test_missing_base_fails_before_any_work(tmp_path):
+    training_set = _training_set(tmp_path / "beir")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        finetune(training_set, tmp_path / "model", base=str(tmp_path / "no-such-model"))
+    assert not (tmp_path / "model").exists()
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE"):
+        resolve_base("some-org/some-hub-model")
+
+
+def test_bad_settings_are_refused_before_training(tmp_path, tiny_cross_encoder_path):
+    training_set = _training_set(tmp_path / "beir")
+    with pytest.raises(ValueError, match="warmup"):
+        TrainingRecipe(warmup=1.5)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainingRecipe(batch_size=0)
+    with pytest.raises(ValueError, match="test split"):
+        finetune(training_set, tmp_path / "m", base=tiny_cross_encoder_path, tune_weight_split="test")
+    with pytest.raises(ValueError, match="no 'dev' split"):
+        finetune(training_set, tmp_path / "m", base=tiny_cross_encoder_path, tune_weight_split="dev")
+    assert not (tmp_path / "m").exists()
