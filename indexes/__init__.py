@@ -12,6 +12,7 @@ from .errors import (
 )
 from .index_dir import FORMAT_VERSION, IndexManifest, WinnowIndex, read_manifest
 from .vector_index import VectorIndex, set_faiss_threads
+from .write_log import IndexWrite, WriteLog, upsert_write
 
 __all__ = [
     "FORMAT_VERSION",
@@ -23,10 +24,13 @@ __all__ = [
     "IndexManifest",
     "IndexNotFoundError",
     "IndexNotTrainedError",
+    "IndexWrite",
     "UnsupportedIndexFormatError",
     "VectorIndex",
     "WinnowIndex",
     "WinnowIndexError",
+    "WriteLog",
     "read_manifest",
     "set_faiss_threads",
+    "upsert_write",
 ]

@@ -132,6 +132,11 @@ class WinnowIndex:
         vectors = VectorIndex(dim, factory, metric, normalize=normalize, ef_search=ef_search, nprobe=nprobe)
         return cls(vectors, DocumentTable(), embedder=embedder, extra=extra)
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The re-entrant lock every method takes; hold it to make several calls one atomic change."""
+        return self._lock
+
     def __len__(self) -> int:
         """Number of vectors (searchable rows); rows without a vector are counted by ``table.count()``."""
         return len(self.vectors)
