@@ -32,8 +32,7 @@ from haystack import Document, default_from_dict, default_to_dict
 from haystack.dataclasses import ByteStream, SparseEmbedding
 from haystack.document_stores.errors import DocumentStoreError, DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
-from haystack.errors import FilterError
-from haystack.utils.filters import COMPARISON_OPERATORS, LOGICAL_OPERATORS, document_matches_filter
+from haystack.utils.filters import document_matches_filter
 
 from indexes import (
     DocumentRecord,
@@ -43,6 +42,7 @@ from indexes import (
     WinnowIndexError,
 )
 from retrieval.embedder import DEFAULT_EMBEDDER
+from retrieval.metadata_filter import validate_filters as _validate_filters
 
 logger = logging.getLogger(__name__)
 
@@ -160,54 +160,6 @@ def record_to_document(record: DocumentRecord, *, with_embedding: bool = True) -
 
 
 # ---------------------------------------------------------------------- filters
-def _check_filter_syntax(node: Any) -> None:
-    """Raise FilterError for a malformed filter, whatever the stored documents are."""
-    if not isinstance(node, dict):
-        raise FilterError(f"each filter condition must be a dict, got {type(node).__name__}: {node!r}")
-    if "field" in node:
-        for key in ("operator", "value"):
-            if key not in node:
-                raise FilterError(f"'{key}' key missing in {node}")
-        operator = node["operator"]
-        if operator not in COMPARISON_OPERATORS:
-            raise FilterError(
-                f"Unknown comparison operator '{operator}'. "
-                f"Valid operators are: {sorted(COMPARISON_OPERATORS)}"
-            )
-        if operator in ("in", "not in") and not isinstance(node["value"], list):
-            raise FilterError(
-                f"Filter value must be a `list` when using operator 'in' or 'not in', "
-                f"received type '{type(node['value'])}'"
-            )
-        return
-    for key in ("operator", "conditions"):
-        if key not in node:
-            raise FilterError(f"'{key}' key missing in {node}")
-    if node["operator"] not in LOGICAL_OPERATORS:
-        raise FilterError(
-            f"Unknown logical operator '{node['operator']}'. Valid operators are: {sorted(LOGICAL_OPERATORS)}"
-        )
-    if not isinstance(node["conditions"], list):
-        raise FilterError(f"'conditions' must be a list in {node}")
-    for condition in node["conditions"]:
-        _check_filter_syntax(condition)
-
-
-def _validate_filters(filters: dict[str, Any] | None, *, required: bool = False) -> None:
-    """ValueError for non-Haystack filter syntax (as InMemoryDocumentStore); FilterError when malformed."""
-    if not filters:
-        if required:
-            raise FilterError(
-                "filters are required here; to act on every document use delete_all_documents()"
-            )
-        return
-    if not isinstance(filters, dict) or ("operator" not in filters and "conditions" not in filters):
-        raise ValueError(
-            "Invalid filter syntax. See https://docs.haystack.deepset.ai/docs/metadata-filtering for details."
-        )
-    _check_filter_syntax(filters)
-
-
 def _mentions_embedding(node: Any) -> bool:
     if isinstance(node, dict):
         field = node.get("field")

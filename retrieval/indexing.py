@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexes import VectorIndex, WinnowIndex
+from indexes import IndexWrite, VectorIndex, WinnowIndex, upsert_write
 from retrieval.chunker import chunk_passages
 from retrieval.corpus import Passage
 from retrieval.embedder import Embedder
@@ -95,3 +95,25 @@ def build_index(
 def _train(vectors_index: VectorIndex, vectors: np.ndarray) -> None:
     logger.info("training %s on %d vectors", vectors_index.factory, len(vectors))
     vectors_index.train(vectors[:MAX_TRAINING_VECTORS])
+
+
+def prepare_upsert(index: WinnowIndex, passages: Sequence[Passage], embedder: Embedder) -> IndexWrite:
+    """Embed ``passages`` the way ``index`` was built (same chunking) into an :class:`IndexWrite` that
+    replaces those documents and their chunks; apply it with ``write.apply(index)`` (after logging it)."""
+    if not passages:
+        raise ValueError("no passages to write")
+    if embedder.name != index.embedder:
+        raise ValueError(f"embedder {embedder.name!r} differs from the index's {index.embedder!r}")
+    ids = [p.id for p in passages]
+    pieces = list(passages)
+    parents: list[Passage] = []
+    chunk_words = index.extra.get("chunk_words") if index.extra.get("chunked") else None
+    if chunk_words:
+        overlap = index.extra.get("chunk_overlap")
+        pieces = chunk_passages(passages, size=int(chunk_words), overlap=int(overlap or 0))
+        chunked_ids = {p.parent_id for p in pieces if p.parent_id}
+        parents = [p for p in passages if p.id in chunked_ids]
+    vectors = embedder.embed_documents([p.full_text() for p in pieces], show_progress=False)
+    records = [passage_to_record(p) for p in parents] + [passage_to_record(p) for p in pieces]
+    has_vector = [False] * len(parents) + [True] * len(pieces)
+    return upsert_write(ids, records, vectors, has_vector)
