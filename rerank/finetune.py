@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from rerank.interpolation import DEFAULT_GRID, WeightTuning, tune_weight
 from rerank.models import (
     CARD_FILE,
@@ -196,7 +198,6 @@ def finetune(
         model_card_data=CardData(
             local_files_only=True,
             model_name=f"winnow reranker fine-tuned from {Path(base_path).name}",
-            train_datasets=[{"name": s.name} for s in training_set.sources],
         ),
     )
     max_length = _max_length(recipe.max_length, model.max_seq_length, on_cuda)
@@ -245,6 +246,11 @@ def finetune(
         loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight),
         evaluator=evaluators or None,
     )
+    if not show_progress:  # the trainer prints log dicts to stdout; send them to the log instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(_LogCallback())
     found = _checkpoints(checkpoint_dir) if resume else []
     resume_from = str(found[-1]) if found else None
     if resume_from:
@@ -317,6 +323,15 @@ def finetune(
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     logger.info("saved %s (%d steps, %.0f s)", out_dir, state.global_step, seconds)
     return card
+
+
+class _LogCallback(TrainerCallback):
+    """Trainer callback: training logs (loss, learning rate, evaluation figures) to this module's logger."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+        if logs:
+            shown = {k: _round(v, 4) for k, v in logs.items() if k != "total_flos"}
+            logger.info("step %d: %s", state.global_step, shown)
 
 
 def _max_length(requested: int | None, model_max: int | None, on_cuda: bool) -> int:
