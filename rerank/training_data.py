@@ -113,11 +113,12 @@ class TrainingSet:
             "sources": [s.summary() for s in self.sources],
         }
 
-    def reranking_samples(self) -> list[dict[str, Any]]:
+    def reranking_samples(self, depth: int | None = None) -> list[dict[str, Any]]:
         """Samples for sentence-transformers' ``CrossEncoderRerankingEvaluator`` over the held-apart queries.
 
-        A BEIR query brings its first-stage candidates in rank order (``documents``), so the evaluator also
-        reports the first stage's figures; a pairs-file query brings its labelled documents.
+        A BEIR query brings its first-stage candidates in rank order (``documents``, the top ``depth``; None =
+        all mined), so the evaluator also reports the first stage's figures; a pairs-file query brings its
+        labelled documents.
         """
         samples: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -132,12 +133,11 @@ class TrainingSet:
                 positives = [
                     by_id[d].full_text() for d, g in source.qrels.get(qid, {}).items() if g > 0 and d in by_id
                 ]
-                if not positives or len(hits) < 2:  # nDCG needs two documents to order
+                if not positives or len(hits[:depth]) < 2:  # nDCG needs two documents to order
                     continue
                 seen.add(text)
-                samples.append(
-                    {"query": text, "positive": positives, "documents": [h.full_text() for h in hits]}
-                )
+                documents = [h.full_text() for h in hits[:depth]]
+                samples.append({"query": text, "positive": positives, "documents": documents})
         grouped: dict[str, dict[str, list[str]]] = {}
         for pair in self.eval:
             if pair.query in seen:

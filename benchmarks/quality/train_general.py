@@ -1,6 +1,10 @@
 """Train winnow's general-relevance reranker from the packaged MiniLM on SQuAD v1.1 + QED-NQ train pairs.
 
-Resumable: checkpoints go to OUT/checkpoints every --save-steps; re-running the same command resumes.
+The pairs are built here (SQuAD-specific negatives) and written to OUT/pairs.jsonl; training is
+``rerank.finetune.finetune``, the same path as ``winnow finetune``: a share of the questions held apart for
+evaluation, best checkpoint by nDCG@10, model cards. The model goes to OUT/final (checkpoints in
+OUT/final/checkpoints every --save-steps; re-running the same command resumes); --fp16 also writes
+OUT/final-fp16, the half-size copy that ships.
 
     python benchmarks/quality/train_general.py --out work/general --questions 8000 --threads 1
 """
@@ -11,7 +15,8 @@ import argparse
 import json
 import logging
 import random
-import time
+import shlex
+import sys
 from pathlib import Path
 
 logger = logging.getLogger("train_general")
@@ -72,21 +77,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--save-steps", type=int, default=200)
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--save-steps", type=int, default=200, help="evaluate and checkpoint every N steps")
+    parser.add_argument(
+        "--eval-fraction", type=float, default=0.02, help="questions held apart for evaluation"
+    )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--fp16", action="store_true", help="also write OUT/final-fp16 (the shippable copy)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     import torch
-    from datasets import Dataset
-    from sentence_transformers.cross_encoder import (
-        CrossEncoder,
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
+    from rerank.finetune import TrainingRecipe, finetune, save_fp16_copy
+    from rerank.training_data import build_training_set, load_pairs_file
     from retrieval.embedder import packaged_minilm_path
 
     if args.threads:
@@ -98,47 +104,32 @@ def main() -> None:
         tmp = data_file.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(p) + "\n" for p in pairs))
         tmp.rename(data_file)
-    pairs = [json.loads(line) for line in data_file.read_text().splitlines()]
-    logger.info("training pairs: %d (positives %d)", len(pairs), sum(p["label"] > 0 for p in pairs))
-    dataset = Dataset.from_list(pairs)
-    cuda = torch.cuda.is_available()
-    model = CrossEncoder(args.base or packaged_minilm_path(), num_labels=1, max_length=args.max_length)
-    training_args = CrossEncoderTrainingArguments(
-        output_dir=str(args.out / "checkpoints"),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
+    training_set = build_training_set(
+        [load_pairs_file(data_file)], eval_fraction=args.eval_fraction, seed=args.seed
+    )
+    recipe = TrainingRecipe(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
         learning_rate=args.lr,
-        warmup_ratio=0.1,
         seed=args.seed,
-        save_strategy="steps",
-        save_steps=args.save_steps,
-        save_total_limit=2,
-        logging_steps=50,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        dataloader_num_workers=0,
-        report_to="none",
+        max_length=args.max_length,
+        max_steps=args.max_steps,
+        eval_steps=args.save_steps,
     )
-    trainer = CrossEncoderTrainer(
-        model=model, args=training_args, train_dataset=dataset, loss=BinaryCrossEntropyLoss(model)
-    )
-    checkpoints = sorted(
-        (args.out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
-    )
-    start = time.time()
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
-    model.save_pretrained(str(args.out / "final"))
-    (args.out / "final" / "training.json").write_text(
-        json.dumps(
-            {
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "pairs": len(pairs),
-                "seconds": round(time.time() - start),
-                "device": "cuda" if cuda else "cpu",
-            },
-            indent=2,
-        )
+    finetune(
+        training_set,
+        args.out / "final",
+        base=args.base or packaged_minilm_path(),
+        recipe=recipe,
+        device=args.device,
+        show_progress=True,
+        keep_checkpoints=True,
+        tune_weight_split=None,  # a general model's weight is tuned per domain
+        command=shlex.join(["python", *sys.argv]),
     )
     logger.info("saved %s", args.out / "final")
+    if args.fp16:
+        logger.info("fp16 copy: %s", save_fp16_copy(args.out / "final", args.out / "final-fp16"))
 
 
 if __name__ == "__main__":

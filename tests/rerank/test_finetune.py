@@ -181,3 +181,23 @@ def test_bad_settings_are_refused_before_training(tmp_path, tiny_cross_encoder_p
     with pytest.raises(ValueError, match="no 'dev' split"):
         finetune(training_set, tmp_path / "m", base=tiny_cross_encoder_path, tune_weight_split="dev")
     assert not (tmp_path / "m").exists()
+
+
+def test_fp16_copy_loads_and_scores_like_the_original(trained, tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from rerank.engine import CrossEncoderEngine
+    from rerank.finetune import save_fp16_copy
+
+    out, _, _ = trained
+    half = save_fp16_copy(out, tmp_path / "half")
+    assert (half / "winnow.json").is_file() and (half / "README.md").is_file()
+    assert (
+        sum(f.stat().st_size for f in half.glob("*.safetensors")) < (out / "model.safetensors").stat().st_size
+    )
+    docs = ["apple apple apple cell", "debt the company said", "gene protein study"]
+    full = CrossEncoderEngine(str(out), device="cpu").score("apple", docs)
+    np.testing.assert_allclose(
+        CrossEncoderEngine(str(half), device="cpu").score("apple", docs), full, atol=1e-2
+    )
+    assert CrossEncoder(str(half), device="cpu").predict([("apple", docs[0])]).shape == (1,)
