@@ -494,7 +494,10 @@ def compare_reports(reports: Sequence[str | Path | Mapping[str, Any]], *, metric
         if dataset not in rows:
             rows.append(dataset)
         fs_label, rr_label = _system_labels(report)
-        for label, stage in ((fs_label, "first_stage"), (rr_label, "reranked")):
+        ip_label = (
+            f"{rr_label} (interpolated)" if rr_label and report["metrics"].get("interpolated") else None
+        )
+        for label, stage in ((fs_label, "first_stage"), (rr_label, "reranked"), (ip_label, "interpolated")):
             if label is None:
                 continue
             stage_metrics_ = report["metrics"].get(stage) or {}

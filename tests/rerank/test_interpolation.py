@@ -229,3 +229,18 @@ def test_report_shows_pure_and_interpolated_and_warns():
 
     text = render_markdown(hurt)
     assert "Interpolated reranker (weight 0.90" in text and "INTERPOLATED RERANKING HURTS" in text
+
+
+def test_compare_reports_has_an_interpolated_column():
+    from rerank.report import compare_reports
+
+    run = _constructed_run()
+    run.interpolation_weight = 0.5
+    report = build_report(run, n_resamples=20)
+    report["reranker"]["model"] = "/models/ce"
+    table = compare_reports([report])
+    header = table.splitlines()[0]
+    assert "ce (interpolated)" in header
+    assert (
+        table.splitlines()[2].split("|")[-2].strip() == f"{report['metrics']['interpolated']['nDCG@10']:.4f}"
+    )
