@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource: search, rerank (Cohere and TEI shapes), documents, health."""

@@ -1,0 +1,48 @@
+"""``GET /health`` (process up), ``GET /ready`` (models and index loaded), ``GET /metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.schemas import Health, Readiness
+from api.service import SearchService
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    """200 while the process serves HTTP; never needs an API key."""
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+async def ready(request: Request):
+    """200 once the index and models are loaded; 503 while loading or shutting down."""
+    service: SearchService = request.app.state.service
+    if not service.ready:
+        return JSONResponse(Readiness(status="loading").model_dump(), status_code=503)
+    documents, vectors = service.count()
+    return Readiness(
+        status="ready",
+        documents=documents,
+        vectors=vectors,
+        embedder=service.embedder.name if service.embedder else None,
+        reranker=service.reranker_name,
+    )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text: requests and latency per route, pairs scored, batch sizes, queue and index size."""
+    service: SearchService = request.app.state.service
+    registry = request.app.state.metrics
+    if service.ready:
+        documents, vectors = service.count()
+        registry.documents.set(documents)
+        registry.vectors.set(vectors)
+    if service.batcher is not None:
+        registry.queue_pairs.set(service.batcher.pending_pairs)
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,344 @@
+"""Request and response bodies of the REST service (kept apart from the routes that use them).
+
+``/v2/rerank`` mirrors Cohere's v2 rerank API and ``/rerank`` Hugging Face TEI's, so their clients work by
+changing only the base URL; both accept and ignore fields they do not use. winnow's own routes refuse unknown
+fields, so a typo is an error rather than a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+MAX_ID_CHARS = 512
+MAX_META_BYTES = 64 * 1024
+
+
+def _encodable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"text holds characters that are not valid Unicode (a lone surrogate at position {err.start})"
+        ) from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+"""A str that encodes to UTF-8 (JSON can smuggle in lone surrogates such as ``"\\ud800"``)."""
+
+
+NOT_BLANK = r"\S"
+Query = Annotated[str, StringConstraints(min_length=1, pattern=NOT_BLANK), AfterValidator(_encodable)]
+"""A non-blank str (the schema says so too: at least one non-whitespace character)."""
+
+
+def _check_json_value(value: Any, path: str, depth: int = 0) -> None:
+    if depth > 16:
+        raise ValueError(f"{path} is nested more than 16 levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path} is {value}; JSON numbers must be finite")
+    if isinstance(value, str):
+        _encodable(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_value(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_value(item, f"{path}[{i}]", depth + 1)
+
+
+def _check_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    if "title" in meta:
+        raise ValueError("meta must not hold 'title'; send it as the document's title field")
+    for key in meta:
+        _encodable(key)
+    _check_json_value(meta, "meta")
+    if len(json.dumps(meta, ensure_ascii=False).encode("utf-8")) > MAX_META_BYTES:
+        raise ValueError(f"meta is larger than {MAX_META_BYTES} bytes of JSON")
+    return meta
+
+
+def _check_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    if filters is not None:
+        _check_json_value(filters, "filters")
+    return filters
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx body. ``error`` + ``error_type`` is TEI's shape, ``message`` Cohere's."""
+
+    error: str = Field(description="what is wrong, in words")
+    error_type: str = Field(description="validation, not_found, too_large, unauthorized, overloaded, ...")
+    message: str = Field(description="the same as `error`")
+    detail: list[dict[str, Any]] | None = Field(None, description="one entry per invalid field")
+
+
+# ---------------------------------------------------------------------- /search
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": "what drives revenue growth",
+                    "top_k": 5,
+                    "candidates": 50,
+                    "rerank": True,
+                    "filters": {"field": "meta.year", "operator": ">=", "value": 2020},
+                }
+            ]
+        },
+    )
+
+    query: Query = Field(description="the search text")
+    top_k: int = Field(10, ge=1, description="results to return")
+    candidates: int | None = Field(
+        None, ge=1, description="first-stage candidates to rerank (default: the server's, at least top_k)"
+    )
+    rerank: bool = Field(True, description="rerank with the cross-encoder (when the server has one)")
+    filters: dict[str, Any] | None = Field(
+        None, description="Haystack metadata filter, e.g. {field: 'meta.year', operator: '>=', value: 2020}"
+    )
+
+    @field_validator("filters")
+    @classmethod
+    def _valid_filters(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_filters(value)
+
+
+class SearchHit(BaseModel):
+    id: str
+    score: float = Field(description="final score: the reranker's when reranked, else the first stage's")
+    first_stage_score: float
+    rerank_score: float | None = Field(
+        None, description="the cross-encoder's own score, when `score` interpolates it with the first stage"
+    )
+    rank: int
+    first_stage_rank: int
+    title: str
+    text: str
+    meta: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {
+                            "id": "doc-7",
+                            "score": 4.21,
+                            "first_stage_score": 0.61,
+                            "rank": 1,
+                            "first_stage_rank": 3,
+                            "title": "Northwind 10-K 2021",
+                            "text": "Revenue grew 12% on higher volumes ...",
+                            "meta": {"year": 2021},
+                        }
+                    ],
+                    "timings_ms": {"first_stage": 8.1, "rerank": 95.4, "total": 103.8},
+                    "reranked": True,
+                    "reranker": "winnow-general",
+                }
+            ]
+        }
+    )
+
+    results: list[SearchHit]
+    timings_ms: dict[str, float]
+    reranked: bool
+    reranker: str | None
+
+
+# ---------------------------------------------------------------------- /v2/rerank (Cohere)
+class CohereDocument(BaseModel):
+    """Cohere v1 also took documents as ``{"text": ...}`` objects."""
+
+    model_config = ConfigDict(extra="allow")
+    text: Text
+
+
+class CohereRerankRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "winnow-general",
+                    "query": "What is the capital of the United States?",
+                    "documents": [
+                        "Carson City is the capital city of the American state of Nevada.",
+                        "Washington, D.C. is the capital of the United States.",
+                    ],
+                    "top_n": 1,
+                }
+            ]
+        },
+    )
+
+    model: str | None = Field(None, description="accepted for compatibility; the server's reranker answers")
+    query: Query
+    documents: list[Text | CohereDocument] = Field(min_length=1, description="texts to rank")
+    top_n: int | None = Field(None, ge=1, description="results to return (default: all)")
+    max_tokens_per_doc: int | None = Field(
+        None, ge=1, description="tokens of each document the model reads (default: all, in windows)"
+    )
+    return_documents: bool = Field(False, description="v1: echo each document in its result")
+
+    def texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+
+class CohereRerankDocument(BaseModel):
+    text: str
+
+
+class CohereRerankResult(BaseModel):
+    index: int = Field(description="position of the document in the request")
+    relevance_score: float = Field(description="sigmoid of the reranker's logit, in [0, 1]")
+    document: CohereRerankDocument | None = None
+
+
+class CohereRerankResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5d0ae8a4-3d6a-4d4b-9a0e-2b1f4b7d1c55",
+                    "results": [{"index": 1, "relevance_score": 0.98}],
+                    "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+                }
+            ]
+        }
+    )
+
+    id: str
+    results: list[CohereRerankResult]
+    meta: dict[str, Any]
+
+
+# ---------------------------------------------------------------------- /rerank (TEI)
+class TeiRerankRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": "What is Deep Learning?",
+                    "texts": ["Deep Learning is not...", "Deep learning is..."],
+                }
+            ]
+        },
+    )
+
+    query: Query
+    texts: list[Text] = Field(min_length=1)
+    raw_scores: bool = Field(False, description="raw logits instead of sigmoid scores")
+    return_text: bool = Field(False, description="echo each text in its result")
+    truncate: bool | None = Field(
+        None, description="cut texts over the server's limit instead of answering 413"
+    )
+    truncation_direction: Literal["Left", "Right", "left", "right"] = "Right"
+
+
+class TeiRank(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+
+
+# ---------------------------------------------------------------------- /documents
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Text = Field(min_length=1, max_length=MAX_ID_CHARS)
+    text: Text
+    title: Text = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("meta")
+    @classmethod
+    def _valid_meta(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_meta(value)
+
+    @field_validator("id")
+    @classmethod
+    def _printable_id(cls, value: str) -> str:
+        if any(ord(c) < 32 for c in value) or value != value.strip():
+            raise ValueError("id must not hold control characters or surrounding whitespace")
+        return value
+
+
+class DocumentsWrite(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "documents": [
+                        {
+                            "id": "doc-7",
+                            "title": "Northwind 10-K 2021",
+                            "text": "Revenue grew 12% on higher volumes.",
+                            "meta": {"year": 2021},
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+
+    documents: list[DocumentIn] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> DocumentsWrite:
+        seen: set[str] = set()
+        for i, doc in enumerate(self.documents):
+            if doc.id in seen:
+                raise ValueError(f"documents[{i}].id {doc.id!r} appears more than once in this request")
+            seen.add(doc.id)
+        return self
+
+
+class DocumentsWritten(BaseModel):
+    written: int = Field(description="documents inserted or replaced (durable when this returns)")
+    ids: list[str]
+    documents: int = Field(description="documents stored after the write")
+
+
+class DocumentOut(BaseModel):
+    id: str
+    text: str
+    title: str
+    meta: dict[str, Any]
+
+
+class DocumentDeleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+# ---------------------------------------------------------------------- health
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    documents: int | None = None
+    vectors: int | None = None
+    embedder: str | None = None
+    reranker: str | None = None
