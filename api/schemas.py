@@ -194,7 +194,9 @@ class CohereRerankRequest(BaseModel):
     documents: list[Text | CohereDocument] = Field(min_length=1, description="texts to rank")
     top_n: int | None = Field(None, ge=1, description="results to return (default: all)")
     max_tokens_per_doc: int | None = Field(
-        None, ge=1, description="tokens of each document the model reads (default: all, in windows)"
+        None,
+        ge=1,
+        description="accepted for compatibility and ignored: winnow reads each document whole, in windows",
     )
     return_documents: bool = Field(False, description="v1: echo each document in its result")
 
