@@ -143,3 +143,19 @@ def test_scheduled_snapshot_empties_the_log(make_settings, index_copy, interval)
             time.sleep(0.2)
         assert wal.stat().st_size == 0  # saved by the background task, not by shutdown
         assert WinnowIndex.load(index_copy).table.get(["s1"])[0] is not None
+
+
+def test_missing_index_is_created_by_the_first_write(tmp_path, tiny_bi_encoder_path):
+    from api.settings import load_settings
+
+    index = tmp_path / "fresh-index"
+    settings = load_settings(index=index, embedder=tiny_bi_encoder_path, reranker="none", device="cpu")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/ready").json()["documents"] == 0
+        assert client.post("/search", json={"query": "anything"}).json()["results"] == []
+        r = client.put("/documents", json={"documents": [{"id": "first", "text": "hello world"}]})
+        assert r.status_code == 200 and r.json()["documents"] == 1
+        assert client.post("/search", json={"query": "hello"}).json()["results"][0]["id"] == "first"
+    saved = WinnowIndex.load(index)  # saved at shutdown
+    assert saved.table.count() == 1 and len(saved) == 1
+    assert saved.table.get(["first"])[0].text == "hello world"
