@@ -363,3 +363,23 @@ def test_settings_from_config_file(tmp_path, index_copy, monkeypatch):
     (tmp_path / "bad.json").write_text(json.dumps({"index": str(index_copy), "prot": 1}))
     with pytest.raises(ValueError, match="prot"):
         load_settings(tmp_path / "bad.json")
+
+
+def test_search_follows_the_cards_interpolation_weight(tmp_path, make_settings, tiny_cross_encoder_path):
+    import shutil
+
+    model = tmp_path / "carded"
+    shutil.copytree(tiny_cross_encoder_path, model)
+    (model / "winnow.json").write_text(json.dumps({"interpolation": {"weight": 0.5}}))
+    with TestClient(create_app(make_settings(reranker=str(model)))) as c:
+        body = {"query": "revenue billion", "top_k": 5, "candidates": 5}
+        hits = c.post("/search", json=body).json()["results"]
+    rerank = np.array([h["rerank_score"] for h in hits])
+    first = np.array([h["first_stage_score"] for h in hits])
+
+    def minmax(x):
+        return (x - x.min()) / (x.max() - x.min())
+
+    expected = 0.5 * minmax(rerank) + 0.5 * minmax(first)
+    np.testing.assert_allclose([h["score"] for h in hits], expected, atol=1e-5)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
