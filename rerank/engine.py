@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,12 @@ from retrieval.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CrossEncoderEngine", "pair_template", "resolve_dtype", "sigmoid"]
+__all__ = ["BACKENDS", "CrossEncoderEngine", "pair_template", "resolve_dtype", "sigmoid"]
+
+# "torch" runs the transformers model; "onnx" exports it to ONNX and runs it with ONNX Runtime on CPU;
+# "onnx-int8" also quantises the exported weights to int8 (dynamic quantisation).
+BACKENDS = ("torch", "onnx", "onnx-int8")
+_ONNX_OPSET = 17
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -153,6 +159,12 @@ class CrossEncoderEngine:
     :param show_progress: progress bar over batches; None shows it when this module logs at INFO or lower.
     :param trust_remote_code: allow custom model code from the model folder or hub repo.
     :param num_threads: calls ``torch.set_num_threads`` (process-wide) on load; None leaves torch's default.
+        With an ONNX backend it also sets ONNX Runtime's intra-op threads (None: torch's thread count).
+    :param backend: ``"torch"``; ``"onnx"`` (export to ONNX on load, run with ONNX Runtime on CPU, fp32) or
+        ``"onnx-int8"`` (the same with dynamically quantised int8 weights). The ONNX backends need the
+        ``onnx`` extra (``onnxruntime``, ``onnx``) and run on CPU only.
+    :param onnx_dir: folder for the exported ``model.onnx`` (and ``model-int8.onnx``); files already there are
+        reused. None exports into a temporary folder on every load, removed once the session is open.
     """
 
     def __init__(
@@ -171,6 +183,8 @@ class CrossEncoderEngine:
         trust_remote_code: bool = False,
         num_threads: int | None = None,
         max_batch_tokens: int | None = None,
+        backend: str = "torch",
+        onnx_dir: str | Path | None = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ValueError("model must be a non-empty str: a local folder, winnow short name or hub name")
@@ -187,9 +201,20 @@ class CrossEncoderEngine:
             raise ValueError(
                 f"unknown activation {activation!r}; use None (raw logits), 'sigmoid', 'tanh' or 'model'"
             )
+        backend = str(backend).strip().lower()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        self._backend = backend
+        self._onnx_dir = None if onnx_dir is None else Path(onnx_dir)
+        self._session: Any = None
+        self._onnx_inputs: tuple[str, ...] = ()
         self._model_name = model
+        if backend != "torch":
+            if device not in (None, "cpu"):
+                raise ValueError(f"backend {backend!r} runs on CPU only; got device={device!r}")
+            device = "cpu"
         self._device = resolve_device(device)
-        self._dtype = resolve_dtype(dtype, self._device)
+        self._dtype = resolve_dtype(dtype, self._device) if backend == "torch" else torch.float32
         on_cpu = self._device == "cpu"
         self._batch_size = batch_size or (_CPU_BATCH if on_cpu else _ACCEL_BATCH)
         self._max_batch_tokens = max_batch_tokens or (_CPU_BATCH_TOKENS if on_cpu else _ACCEL_BATCH_TOKENS)
@@ -224,6 +249,11 @@ class CrossEncoderEngine:
     def device(self) -> str:
         """The torch device string the model runs on."""
         return self._device
+
+    @property
+    def backend(self) -> str:
+        """``"torch"``, ``"onnx"`` or ``"onnx-int8"``."""
+        return self._backend
 
     @property
     def dtype(self) -> torch.dtype:
@@ -306,6 +336,10 @@ class CrossEncoderEngine:
         max_length = self._resolve_max_length(config, tokenizer, sbert_config, template.num_special)
         model.to(self._device)
         model.eval()
+        if self._backend != "torch":
+            # the ONNX session replaces the torch model, whose weights are then freed
+            self._session, self._onnx_inputs = self._onnx_session(model, tokenizer)
+            model = self._session
         self._num_labels = num_labels
         self._default_activation = _saved_activation(config, st_config, num_labels)
         self._template = template
@@ -322,6 +356,67 @@ class CrossEncoderEngine:
             max_length,
             self._windows,
         )
+
+    def _onnx_session(self, model: Any, tokenizer: Any) -> tuple[Any, tuple[str, ...]]:
+        """Export ``model`` to ONNX (once per folder), quantise it for ``onnx-int8``, open a CPU session."""
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ImportError(
+                f"backend {self._backend!r} needs onnxruntime and onnx: pip install 'winnow[onnx]'"
+            ) from err
+        temp = None if self._onnx_dir is not None else tempfile.TemporaryDirectory(prefix="winnow-onnx-")
+        try:
+            folder = self._onnx_dir or Path(temp.name)  # type: ignore[union-attr]
+            folder.mkdir(parents=True, exist_ok=True)
+            return self._onnx_export_and_open(ort, model, tokenizer, folder)
+        finally:
+            if temp is not None:  # the session holds the model in memory; the files are no longer needed
+                temp.cleanup()
+
+    def _onnx_export_and_open(
+        self, ort: Any, model: Any, tokenizer: Any, folder: Path
+    ) -> tuple[Any, tuple[str, ...]]:
+        """Export to ``folder/model.onnx`` unless present (and quantise for int8), then open the session."""
+        fp32 = folder / "model.onnx"
+        names = ["input_ids", "attention_mask"]
+        if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
+            names.append("token_type_ids")
+        if not fp32.is_file():
+            # padded example rows: a trace on an all-ones mask would drop the masking from the graph
+            mask = torch.ones((2, 8), dtype=torch.long)
+            mask[1, 5:] = 0
+            example = tuple(mask if name == "attention_mask" else torch.ones_like(mask) for name in names)
+            if hasattr(model, "set_attn_implementation"):
+                model.set_attn_implementation("eager")  # traces to plain ops; SDPA's shortcuts do not
+            dynamic = {name: {0: "batch", 1: "sequence"} for name in names}
+            dynamic["logits"] = {0: "batch"}
+            with torch.no_grad():
+                torch.onnx.export(
+                    model,
+                    example,
+                    str(fp32),
+                    input_names=names,
+                    output_names=["logits"],
+                    dynamic_axes=dynamic,
+                    opset_version=_ONNX_OPSET,
+                    dynamo=False,
+                )
+            logger.info("exported %s to %s", self._model_name, fp32)
+        path = fp32
+        if self._backend == "onnx-int8":
+            path = folder / "model-int8.onnx"
+            if not path.is_file():
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._num_threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        graph_inputs = tuple(i.name for i in session.get_inputs())
+        return session, graph_inputs
 
     def _resolve_max_length(
         self, config: Any, tokenizer: Any, sbert_config: dict[str, Any], num_special: int
@@ -505,7 +600,11 @@ class CrossEncoderEngine:
         kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        logits = self._model(**kwargs).logits
+        if self._session is not None:
+            feed = {name: kwargs[name].numpy() for name in self._onnx_inputs}
+            logits = torch.from_numpy(self._session.run(["logits"], feed)[0])
+        else:
+            logits = self._model(**kwargs).logits
         if logits.shape[-1] == 2:  # (not relevant, relevant): log-odds of relevant = softmax[:, 1] logit
             return logits[:, 1] - logits[:, 0]
         return logits[:, 0]
@@ -521,8 +620,8 @@ class CrossEncoderEngine:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(model={self._model_name!r}, device={self._device!r}, "
-            f"dtype={str(self._dtype).removeprefix('torch.')}, windows={self._windows}, "
-            f"loaded={self.is_loaded})"
+            f"dtype={str(self._dtype).removeprefix('torch.')}, backend={self._backend!r}, "
+            f"windows={self._windows}, loaded={self.is_loaded})"
         )
 
 
