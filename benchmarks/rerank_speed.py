@@ -1,0 +1,421 @@
+"""Rerank speed: the same real (query, document) pairs scored by every way of running a cross-encoder.
+
+Methods (each in its own subprocess, so each one's peak memory is its own):
+
+- ``st-predict``: sentence-transformers ``CrossEncoder.predict(pairs)`` as users call it (all pairs of a set
+  in one call, its default batch size 32);
+- ``haystack``: Haystack's stock ``SentenceTransformersSimilarityRanker`` (package
+  ``sentence-transformers-haystack``), one ``run(query, documents)`` per query, its default batch size 16;
+- ``winnow-torch``: winnow's ``CrossEncoderEngine.score_pairs(pairs)`` (length-sorted token-budget batches),
+  ``windows=False`` so it does exactly the work the others do (truncate each pair at ``--max-length``);
+- ``winnow-onnx`` / ``winnow-onnx-int8``: the same engine with ``backend="onnx"`` / ``"onnx-int8"`` (ONNX
+  Runtime on CPU, fp32 / dynamically quantised int8 weights; export and quantisation count as load time).
+
+Pairs: the first test queries of each dataset (file order) times their BM25 top ``--depth`` documents (bm25s,
+winnow's ``BM25Retriever``), about ``--pairs`` pairs per set. Every method gets the same thread count
+(``torch.set_num_threads``), the same device and the same ``--max-length``. Each set is scored once untimed on
+its first 8 pairs (warm-up), then timed ``--repeats`` times; the best repeat is reported. Peak memory is the
+worker process's peak resident set (``VmHWM`` in ``/proc/self/status``, which exec resets, unlike
+``ru_maxrss``; interpreter and torch included), next to the same figure taken after imports, before the model
+loads. nDCG@10 (ir_measures) is computed from each method's scores over the
+same candidates, next to BM25's own order. Writes ``benchmarks/results/rerank_speed.json`` and ``.md``.
+
+    python benchmarks/rerank_speed.py                                  # CPU, ~300 pairs per set, all cores
+    python benchmarks/rerank_speed.py --pairs 1000 --threads 1 --device cuda --sets scifact,financebench
+
+Model: ``--model``; default ``work/general/checkpoints/checkpoint-300`` (a partially trained MiniLM-L6
+cross-encoder) when it exists, else the packaged MiniLM-L6 with a fresh seeded head (same cost per pair as a
+trained MiniLM-L6 cross-encoder; its quality figures are not meaningful).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DATASETS = ROOT.parent / "shared" / "datasets"
+CHECKPOINT = ROOT / "work" / "general" / "checkpoints" / "checkpoint-300"
+METHODS = ("st-predict", "haystack", "winnow-torch", "winnow-onnx", "winnow-onnx-int8")
+WARMUP_PAIRS = 8
+
+
+# ----------------------------------------------------------------------------------------------- workers
+def _peak_rss_mib() -> float:
+    """This process's peak resident set in MiB (``VmHWM``; falls back to ``ru_maxrss``)."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _scorer(method: str, model: str, device: str, max_length: int) -> Any:
+    """A callable ``(pairs, queries) -> scores`` for one method, model loaded."""
+    if method == "st-predict":
+        from sentence_transformers import CrossEncoder
+
+        ce = CrossEncoder(model, device=device, max_length=max_length)
+        return (lambda pairs: ce.predict(pairs, show_progress_bar=False)), {"max_length": ce.max_seq_length}
+    if method == "haystack":
+        from haystack import Document
+        from haystack.utils import ComponentDevice
+        from haystack_integrations.components.rankers.sentence_transformers import (
+            SentenceTransformersSimilarityRanker,
+        )
+
+        ranker = SentenceTransformersSimilarityRanker(
+            model=model,
+            device=ComponentDevice.from_str(device),
+            top_k=1_000_000,
+            tokenizer_kwargs={"model_max_length": max_length},
+        )
+        ranker.warm_up()
+
+        def run(pairs: list[list[str]]) -> list[float]:
+            by_query: dict[str, list[int]] = {}
+            for i, (query, _) in enumerate(pairs):
+                by_query.setdefault(query, []).append(i)
+            scores = [0.0] * len(pairs)
+            for query, rows in by_query.items():
+                docs = [Document(id=str(i), content=pairs[i][1]) for i in rows]
+                for doc in ranker.run(query=query, documents=docs)["documents"]:
+                    scores[int(doc.id)] = float(doc.score)
+            return scores
+
+        return run, {"max_length": getattr(ranker._cross_encoder, "max_seq_length", None)}
+    if method.startswith("winnow-"):
+        from rerank.engine import CrossEncoderEngine
+
+        backend = method.removeprefix("winnow-")
+        engine = CrossEncoderEngine(
+            model, device=device, max_length=max_length, windows=False, activation="model", backend=backend
+        ).load()
+        return (lambda pairs: engine.score_pairs([tuple(p) for p in pairs])), {
+            "max_length": engine.max_length
+        }
+    raise ValueError(f"unknown method {method!r}")
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """Score every set's pairs with one method; write timings, scores and peak RSS to ``--result``."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sets = json.loads(Path(args.pairs_file).read_text(encoding="utf-8"))
+    rss_before = _peak_rss_mib()
+    start = time.perf_counter()
+    score, info = _scorer(args.worker, args.model, args.device, args.max_length)
+    load_s = time.perf_counter() - start
+    out: dict[str, Any] = {"method": args.worker, "load_s": round(load_s, 2), **info, "sets": {}}
+    for name, data in sets.items():
+        pairs = data["pairs"]
+        score(pairs[:WARMUP_PAIRS])
+        best, scores = math.inf, None
+        for _ in range(args.repeats):
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            scores = score(pairs)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+        out["sets"][name] = {"seconds": best, "scores": np.asarray(scores, dtype=np.float64).tolist()}
+    out["peak_rss_mib"] = _peak_rss_mib()
+    out["rss_after_imports_mib"] = rss_before
+    if args.device.startswith("cuda"):
+        out["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    Path(args.result).write_text(json.dumps(out), encoding="utf-8")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- parent
+def _fresh_minilm(folder: Path) -> str:
+    """The packaged MiniLM-L6 with a seeded fresh scoring head (speed only)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from retrieval.embedder import packaged_minilm_path
+
+    torch.manual_seed(0)
+    out = folder / "minilm-l6-cross-encoder"
+    CrossEncoder(packaged_minilm_path(), num_labels=1).save(str(out))
+    return str(out)
+
+
+def _build_set(name: str, n_pairs: int, depth: int, split: str) -> dict[str, Any]:
+    """The first queries of ``name``'s ``split`` times their BM25 top ``depth`` documents (~``n_pairs``)."""
+    from retrieval.bm25 import BM25Retriever
+    from retrieval.corpus import load_beir
+
+    dataset = load_beir(DATASETS / name)
+    queries = dataset.split_queries(split)
+    chosen = list(queries.items())[: max(1, math.ceil(n_pairs / depth))]
+    texts = {p.id: p.full_text() for p in dataset.corpus}
+    bm25 = BM25Retriever(dataset.corpus)
+    hits = bm25.retrieve_batch([text for _, text in chosen], top_k=depth)
+    pairs, owners = [], []
+    for (qid, qtext), query_hits in zip(chosen, hits, strict=True):
+        for hit in query_hits:
+            pairs.append([qtext, texts[hit.doc_id]])
+            owners.append([qid, hit.doc_id, float(hit.score)])
+    qrels = {qid: dataset.qrels[split].get(qid, {}) for qid, _ in chosen}
+    return {"pairs": pairs, "owners": owners, "qrels": qrels, "queries": len(chosen), "split": split}
+
+
+def _ndcg10(owners: list[list[Any]], scores: list[float], qrels: dict[str, dict[str, int]]) -> float:
+    import ir_measures
+    from ir_measures import nDCG
+
+    run: dict[str, dict[str, float]] = {}
+    for (qid, doc_id, _), score in zip(owners, scores, strict=True):
+        run.setdefault(qid, {})[doc_id] = float(score)
+    qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items()}
+    return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _token_stats(model: str, pairs: list[list[str]], max_length: int) -> dict[str, float]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    enc = tokenizer(
+        [q for q, _ in pairs], [d for _, d in pairs], truncation=True, max_length=max_length, verbose=False
+    )
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    full = tokenizer([q for q, _ in pairs], [d for _, d in pairs], verbose=False)["input_ids"]
+    return {
+        "mean_tokens": round(sum(lengths) / len(lengths), 1),
+        "truncated_share": round(sum(len(ids) > max_length for ids in full) / len(full), 3),
+    }
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    cfg = report["config"]
+    lines = [
+        "# Rerank speed: the same pairs, every method, one run",
+        "",
+        f"Device: **{report['device_name']}** ({cfg['device']}), {cfg['threads']} torch threads, "
+        f"{report['cpu_count']} cores visible. Model: {cfg['model_note']}. max_length {cfg['max_length']}, "
+        f"best of {cfg['repeats']} timed run(s) after a warm-up.",
+        "",
+    ]
+    for name, s in report["sets"].items():
+        lines += [
+            f"## {name} ({s['split']}): {s['pairs']} pairs, {s['queries']} queries x BM25 top "
+            f"{cfg['depth']}, "
+            f"mean {s['mean_tokens']} tokens a pair, {s['truncated_share']:.0%} truncated",
+            "",
+            "| method | pairs/s | x st-predict | nDCG@10 | max abs score diff vs st-predict |",
+            "|---|---:|---:|---:|---:|",
+            f"| BM25 order (no rerank) | - | - | {s['bm25_ndcg10']:.4f} | - |",
+        ]
+        for method, r in s["methods"].items():
+            lines.append(
+                f"| {method} | {r['pairs_per_s']} | {r['ratio_to_st_predict']} | {r['ndcg10']:.4f} "
+                f"| {r['max_abs_diff_vs_st_predict']:.2e} |"
+            )
+        lines.append("")
+    lines += [
+        "## All sets together (mixed lengths)",
+        "",
+        "| method | pairs/s | x st-predict | peak RSS MiB | RSS after imports MiB | load s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for method, r in report["overall"].items():
+        lines.append(
+            f"| {method} | {r['pairs_per_s']} | {r['ratio_to_st_predict']} | {r['peak_rss_mib']} "
+            f"| {r['rss_after_imports_mib']} | {r['load_s']} |"
+        )
+    if report.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(f"{k}: {v}" for k, v in report["skipped"].items())]
+    lines += [
+        "",
+        "pairs/s = pairs / wall seconds of the timed call(s), tokenisation included. Peak RSS = the worker "
+        "process's VmHWM (one process per method, interpreter and torch included).",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=None, help="cross-encoder folder (default: see above)")
+    parser.add_argument(
+        "--sets", default="scifact,financebench", help="dataset folders under shared/datasets"
+    )
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--pairs", type=int, default=300, help="about this many pairs per set")
+    parser.add_argument("--depth", type=int, default=10, help="BM25 candidates per query")
+    parser.add_argument("--max-length", type=int, default=512, help="tokens per pair for every method")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads, every method"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--out", type=Path, default=RESULTS / "rerank_speed")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--pairs-file", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.worker:
+        return _worker(args)
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    skipped: dict[str, str] = {}
+    if "haystack" in methods:
+        try:
+            import haystack_integrations.components.rankers.sentence_transformers  # noqa: F401
+        except ImportError as err:
+            skipped["haystack"] = f"sentence-transformers-haystack not importable ({err})"
+            methods.remove("haystack")
+    onnx = [m for m in methods if m.startswith("winnow-onnx")]
+    if onnx and args.device != "cpu":
+        skipped.update({m: "ONNX backends run on CPU only" for m in onnx})
+        methods = [m for m in methods if m not in onnx]
+    elif onnx:
+        try:
+            import onnx as _onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as err:
+            skipped.update({m: f"onnxruntime/onnx not importable ({err})" for m in onnx})
+            methods = [m for m in methods if m not in onnx]
+    with tempfile.TemporaryDirectory(prefix="winnow-rerank-speed-") as tmp:
+        tmp_path = Path(tmp)
+        if args.model:
+            model, note = args.model, args.model
+        elif CHECKPOINT.is_dir():
+            model = str(CHECKPOINT)
+            note = "work/general/checkpoints/checkpoint-300 (MiniLM-L6 cross-encoder, partially trained)"
+        else:
+            model = _fresh_minilm(tmp_path)
+            note = "packaged MiniLM-L6 with a fresh seeded head (speed only; quality not meaningful)"
+        sets: dict[str, dict[str, Any]] = {}
+        for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
+            print(f"building pairs for {name} ...", flush=True)
+            sets[name] = _build_set(name, args.pairs, args.depth, args.split)
+            sets[name].update(_token_stats(model, sets[name]["pairs"], args.max_length))
+        pairs_file = tmp_path / "pairs.json"
+        pairs_file.write_text(
+            json.dumps({n: {"pairs": s["pairs"]} for n, s in sets.items()}), encoding="utf-8"
+        )
+        results: dict[str, dict[str, Any]] = {}
+        for method in methods:
+            print(f"{method}: scoring ...", flush=True)
+            result = tmp_path / f"{method}.json"
+            cmd = [sys.executable, __file__, "--worker", method, "--pairs-file", str(pairs_file)]
+            cmd += ["--result", str(result), "--model", model, "--device", args.device]
+            cmd += ["--threads", str(args.threads), "--max-length", str(args.max_length)]
+            cmd += ["--repeats", str(args.repeats)]
+            proc = subprocess.run(cmd, check=False)
+            if proc.returncode != 0 or not result.is_file():
+                skipped[method] = f"worker failed with exit code {proc.returncode}"
+                continue
+            results[method] = json.loads(result.read_text(encoding="utf-8"))
+
+    import numpy as np
+
+    reference = "st-predict" if "st-predict" in results else next(iter(results))
+    report_sets: dict[str, Any] = {}
+    for name, s in sets.items():
+        ref_time = results[reference]["sets"][name]["seconds"]
+        ref_scores = np.asarray(results[reference]["sets"][name]["scores"])
+        rows = {}
+        for method, r in results.items():
+            run = r["sets"][name]
+            n = len(s["pairs"])
+            rows[method] = {
+                "seconds": round(run["seconds"], 3),
+                "pairs_per_s": round(n / run["seconds"], 1),
+                "ratio_to_st_predict": round(ref_time / run["seconds"], 2),
+                "ndcg10": round(_ndcg10(s["owners"], run["scores"], s["qrels"]), 4),
+                "max_abs_diff_vs_st_predict": float(np.max(np.abs(np.asarray(run["scores"]) - ref_scores))),
+            }
+        report_sets[name] = {
+            "split": s["split"],
+            "pairs": len(s["pairs"]),
+            "queries": s["queries"],
+            "mean_tokens": s["mean_tokens"],
+            "truncated_share": s["truncated_share"],
+            "bm25_ndcg10": round(_ndcg10(s["owners"], [o[2] for o in s["owners"]], s["qrels"]), 4),
+            "methods": rows,
+        }
+    total_pairs = sum(len(s["pairs"]) for s in sets.values())
+    overall = {}
+    ref_total = sum(r["seconds"] for r in results[reference]["sets"].values())
+    for method, r in results.items():
+        seconds = sum(x["seconds"] for x in r["sets"].values())
+        overall[method] = {
+            "pairs_per_s": round(total_pairs / seconds, 1),
+            "ratio_to_st_predict": round(ref_total / seconds, 2),
+            "peak_rss_mib": r["peak_rss_mib"],
+            "rss_after_imports_mib": r["rss_after_imports_mib"],
+            "load_s": r["load_s"],
+            "max_length": r["max_length"],
+            **({"peak_cuda_mib": r["peak_cuda_mib"]} if "peak_cuda_mib" in r else {}),
+        }
+    import torch
+
+    report = {
+        "device_name": _device_name(args.device),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "config": {
+            "device": args.device,
+            "threads": args.threads,
+            "model": model
+            if args.model or CHECKPOINT.is_dir()
+            else "packaged MiniLM-L6, fresh head (seed 0)",
+            "model_note": note,
+            "max_length": args.max_length,
+            "depth": args.depth,
+            "pairs_per_set": args.pairs,
+            "repeats": args.repeats,
+        },
+        "sets": report_sets,
+        "overall": overall,
+        "skipped": skipped,
+        "command": " ".join(["python", "benchmarks/rerank_speed.py", *sys.argv[1:]]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(_markdown(report), encoding="utf-8")
+    print(_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
