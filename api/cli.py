@@ -274,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--torch-threads", type=positive_int, default=None, help="torch threads (default: all cores)"
     )
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "onnx-int8"),
+        default=None,
+        help="reranker runtime (default torch; onnx and onnx-int8 run on CPU with ONNX Runtime)",
+    )
     _add_common(p)
     return parser
 
@@ -576,6 +582,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             device=args.device,
             micro_batching=args.micro_batching,
             batch_wait_ms=args.batch_wait_ms,
+            backend=args.backend,
             torch_threads=args.torch_threads,
         )
     except ValidationError as err:

@@ -233,4 +233,6 @@ def _load_reranker(settings: WinnowSettings):
             name,
         )
         return None
-    return CrossEncoderEngine(name, device=settings.device, show_progress=False).load()
+    return CrossEncoderEngine(
+        name, device=settings.device, backend=settings.backend, show_progress=False
+    ).load()

@@ -383,3 +383,17 @@ def test_search_follows_the_cards_interpolation_weight(tmp_path, make_settings, 
     expected = 0.5 * minmax(rerank) + 0.5 * minmax(first)
     np.testing.assert_allclose([h["score"] for h in hits], expected, atol=1e-5)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_onnx_backend_serves_the_same_ranking(make_settings, tiny_cross_encoder_path):
+    pytest.importorskip("onnxruntime")
+    body = {"query": "revenue", "documents": DOCS3}
+    with TestClient(create_app(make_settings())) as torch_client:
+        expected = torch_client.post("/v2/rerank", json=body).json()["results"]
+    with TestClient(create_app(make_settings(backend="onnx"))) as onnx_client:
+        assert onnx_client.app.state.service.engine.backend == "onnx"
+        got = onnx_client.post("/v2/rerank", json=body).json()["results"]
+    assert [r["index"] for r in got] == [r["index"] for r in expected]
+    np.testing.assert_allclose(
+        [r["relevance_score"] for r in got], [r["relevance_score"] for r in expected], atol=1e-4
+    )
