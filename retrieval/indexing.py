@@ -45,11 +45,8 @@ def build_index(
     if chunk_words:
         overlap = chunk_overlap if chunk_overlap is not None else chunk_words // 5
         before = len(passages)
-        documents = list(passages)
-        passages = chunk_passages(documents, size=chunk_words, overlap=overlap)
+        passages, parents = _chunk(passages, chunk_words, overlap)
         chunked = any(p.parent_id for p in passages)
-        chunked_ids = {p.parent_id for p in passages if p.parent_id}
-        parents = [d for d in documents if d.id in chunked_ids]
         logger.info(
             "chunked %d documents into %d passages (%d words, overlap %d)",
             before,
@@ -92,6 +89,14 @@ def build_index(
     return index
 
 
+def _chunk(documents: Sequence[Passage], size: int, overlap: int) -> tuple[list[Passage], list[Passage]]:
+    """(the passages to embed: chunks and documents short enough to stay whole, the documents that were
+    split: stored whole without a vector)."""
+    pieces = chunk_passages(documents, size=size, overlap=overlap)
+    split = {p.parent_id for p in pieces if p.parent_id}
+    return pieces, [d for d in documents if d.id in split]
+
+
 def _train(vectors_index: VectorIndex, vectors: np.ndarray) -> None:
     logger.info("training %s on %d vectors", vectors_index.factory, len(vectors))
     vectors_index.train(vectors[:MAX_TRAINING_VECTORS])
@@ -105,14 +110,10 @@ def prepare_upsert(index: WinnowIndex, passages: Sequence[Passage], embedder: Em
     if embedder.name != index.embedder:
         raise ValueError(f"embedder {embedder.name!r} differs from the index's {index.embedder!r}")
     ids = [p.id for p in passages]
-    pieces = list(passages)
-    parents: list[Passage] = []
+    pieces, parents = list(passages), []
     chunk_words = index.extra.get("chunk_words") if index.extra.get("chunked") else None
     if chunk_words:
-        overlap = index.extra.get("chunk_overlap")
-        pieces = chunk_passages(passages, size=int(chunk_words), overlap=int(overlap or 0))
-        chunked_ids = {p.parent_id for p in pieces if p.parent_id}
-        parents = [p for p in passages if p.id in chunked_ids]
+        pieces, parents = _chunk(passages, int(chunk_words), int(index.extra.get("chunk_overlap") or 0))
     vectors = embedder.embed_documents([p.full_text() for p in pieces], show_progress=False)
     records = [passage_to_record(p) for p in parents] + [passage_to_record(p) for p in pieces]
     has_vector = [False] * len(parents) + [True] * len(pieces)
