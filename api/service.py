@@ -23,7 +23,7 @@ import numpy as np
 from api.settings import WinnowSettings
 from indexes import DocumentRecord, IndexWrite, WinnowIndex, WriteLog, read_manifest, set_faiss_threads
 from rerank.micro_batcher import BatchCallback, MicroBatcher
-from rerank.search import SearchResult, first_stage_only, rerank_hits
+from rerank.search import SearchResult, TwoStageSearch
 from retrieval.corpus import Passage
 from retrieval.dense import DenseRetriever
 from retrieval.embedder import Embedder
@@ -52,7 +52,7 @@ class SearchService:
         self.embedder: Embedder | None = None
         self.engine: Any = None
         self.batcher: MicroBatcher | None = None
-        self.retriever: DenseRetriever | None = None
+        self.searcher: TwoStageSearch | None = None
         self.log: WriteLog | None = None
         self._write_lock = threading.Lock()
         self._ready = threading.Event()
@@ -90,7 +90,6 @@ class SearchService:
         assert s.write_log is not None
         self.log = WriteLog(s.write_log)
         self.log.replay(self.index)
-        self.retriever = DenseRetriever(self.index, self.embedder)
         self.engine = _load_reranker(s)
         if self.engine is not None:
             self.batcher = MicroBatcher(
@@ -101,6 +100,13 @@ class SearchService:
                 enabled=s.micro_batching,
                 on_batch=self._on_batch,
             ).start()
+        self.searcher = TwoStageSearch(
+            DenseRetriever(self.index, self.embedder),
+            self.batcher,
+            candidates=s.default_candidates,
+            # the batcher scores for the engine; the engine's card holds the weight
+            interpolation_weight=None if self.engine is None else self.engine.interpolation_weight,
+        )
         self._ready.set()
         logger.info(
             "serving %d documents (%d vectors) with %s%s",
@@ -153,25 +159,11 @@ class SearchService:
         filters: dict[str, Any] | None = None,
     ) -> SearchResult:
         """First stage (restricted by ``filters``), then reranking through the micro-batcher. Blocking."""
-        assert self.retriever is not None and self.index is not None
-        use_reranker = rerank and self.batcher is not None
-        t0 = time.perf_counter()
+        assert self.searcher is not None and self.index is not None
         allow_ids = matching_document_ids(self.index, filters) if filters else None
-        depth = max(candidates, top_k) if use_reranker else top_k
-        if allow_ids is not None and not allow_ids:
-            hits = []
-        else:
-            hits = self.retriever.retrieve(query, depth, allow_ids=allow_ids)
-        t1 = time.perf_counter()
-        timings = {"first_stage": (t1 - t0) * 1000}
-        if use_reranker and hits:
-            weight = getattr(self.engine, "interpolation_weight", None)
-            ranked = rerank_hits(query, hits, self.batcher, interpolation_weight=weight)[:top_k]
-            timings["rerank"] = (time.perf_counter() - t1) * 1000
-        else:
-            ranked = first_stage_only(hits[:top_k])
-        timings["total"] = (time.perf_counter() - t0) * 1000
-        return SearchResult(query=query, results=ranked, timings_ms=timings, reranked=use_reranker)
+        return self.searcher.search(
+            query, top_k=top_k, candidates=candidates, rerank=rerank, allow_ids=allow_ids
+        )
 
     async def rerank(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """Raw relevance logits, one per document, scored with other requests' pairs."""
@@ -199,9 +191,10 @@ class SearchService:
         return self._commit(write)
 
     def delete(self, doc_ids: Sequence[str]) -> int:
-        """Delete documents (and their chunks); returns how many existed."""
+        """Delete documents (and their chunks); returns how many existed. Chunk ids are ignored."""
         assert self.index is not None
-        existing = [r.id for r in self.index.table.get(doc_ids, with_embedding=False) if r is not None]
+        records = self.index.table.get(doc_ids, with_embedding=False)
+        existing = [r.id for r in records if r is not None and not r.parent_id]
         if not existing:
             return 0
         return self._commit(IndexWrite(op="delete", ids=existing))

@@ -140,8 +140,16 @@ class TwoStageSearch:
         self.interpolation_weight = check_weight(interpolation_weight)
 
     def search(
-        self, query: str, *, top_k: int = 10, candidates: int | None = None, rerank: bool = True
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        candidates: int | None = None,
+        rerank: bool = True,
+        allow_ids: Sequence[str] | None = None,
     ) -> SearchResult:
+        """``allow_ids`` restricts the first stage to those documents (an empty list finds nothing); it
+        needs a first stage that takes ``allow_ids`` (``DenseRetriever``)."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
         if top_k <= 0:
@@ -149,7 +157,13 @@ class TwoStageSearch:
         candidates = max(candidates or self.candidates, top_k)
         use_reranker = rerank and self.reranker is not None
         t0 = time.perf_counter()
-        hits = self.first_stage.retrieve_batch([query], candidates if use_reranker else top_k)[0]
+        depth = candidates if use_reranker else top_k
+        if allow_ids is None:
+            hits = self.first_stage.retrieve_batch([query], depth)[0]
+        elif allow_ids:
+            hits = self.first_stage.retrieve_batch([query], depth, allow_ids=allow_ids)[0]  # type: ignore[call-arg]
+        else:
+            hits = []
         t1 = time.perf_counter()
         timings = {"first_stage": (t1 - t0) * 1000}
         if use_reranker:

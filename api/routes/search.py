@@ -34,12 +34,11 @@ async def search(body: SearchRequest, service: ServiceDep) -> SearchResponse:
         except (ValueError, FilterError) as err:
             raise ApiError(422, f"filters: {err} {FILTER_HINT}") from None
     query = fit_text(body.query, settings.max_query_chars, "query", truncate=settings.long_text == "truncate")
-    candidates = body.candidates or max(settings.default_candidates, body.top_k)
     result = await run_in_threadpool(
         service.search,
         query,
         top_k=body.top_k,
-        candidates=max(candidates, body.top_k),
+        candidates=body.candidates or settings.default_candidates,  # never fewer than top_k
         rerank=body.rerank,
         filters=body.filters or None,
     )
