@@ -47,6 +47,20 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def error_body(
+    status: int, message: str, error_type: str | None = None, detail: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Every error's JSON: TEI's ``error``/``error_type``, Cohere's ``message``, ``detail`` per field."""
+    body: dict[str, Any] = {
+        "error": message,
+        "error_type": error_type or _TYPES.get(status, "error"),
+        "message": message,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    return body
+
+
 def error_response(
     status: int,
     message: str,
@@ -55,14 +69,7 @@ def error_response(
     detail: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "error": message,
-        "error_type": error_type or _TYPES.get(status, "error"),
-        "message": message,
-    }
-    if detail is not None:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(status, message, error_type, detail), status_code=status, headers=headers)
 
 
 def _location(loc: tuple | list) -> str:

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import error_body
+
 
 async def _send_error(send: Send, status: int, error_type: str, message: str, headers: Sequence = ()) -> None:
-    body = json.dumps({"error": message, "error_type": error_type, "message": message}).encode()
+    body = json.dumps(error_body(status, message, error_type)).encode()
     await send(
         {
             "type": "http.response.start",

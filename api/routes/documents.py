@@ -54,7 +54,6 @@ async def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
 )
 async def delete_document(doc_id: str, service: ServiceDep) -> DocumentDeleted:
     """Delete a document (and its chunks); durable when acknowledged."""
-    if await run_in_threadpool(service.get, doc_id) is None:
+    if not await run_in_threadpool(service.delete, [doc_id]):
         raise ApiError(404, f"no document with id {doc_id!r}")
-    deleted = await run_in_threadpool(service.delete, [doc_id])
-    return DocumentDeleted(id=doc_id, deleted=bool(deleted))
+    return DocumentDeleted(id=doc_id, deleted=True)
