@@ -46,6 +46,9 @@ def _listed(values: np.ndarray) -> str:
     return f"[{shown}]{more}"
 
 
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def as_float32_matrix(vectors: object, dim: int, name: str = "vectors") -> np.ndarray:
     """Validate ``vectors`` as an (n, dim) finite real array and return a C-contiguous float32 copy."""
     arr = np.asarray(vectors)
@@ -53,8 +56,9 @@ def as_float32_matrix(vectors: object, dim: int, name: str = "vectors") -> np.nd
         raise ValueError(f"{name} must be a 2-D array of shape (n, {dim}); got an array of shape {arr.shape}")
     if arr.shape[1] != dim:
         raise ValueError(f"{name} have dimension {arr.shape[1]} but the index has dimension {dim}")
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    if arr.dtype not in _FLOAT_DTYPES and (  # the dtype checks cost microseconds a query: common ones first
+        arr.dtype == np.bool_
+        or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating))
     ):
         raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
     out = np.array(arr, dtype=np.float32, order="C", copy=True)
@@ -109,6 +113,11 @@ def _union_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _difference_sorted(a: np.ndarray, b_sorted: np.ndarray) -> np.ndarray:
     return a[~_isin_sorted(b_sorted, a)]
+
+
+def _empty_results(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of ``k`` padding results: score -inf, id -1."""
+    return np.full((n, k), -np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
 
 
 def _unwrap(index: faiss.Index) -> faiss.Index:
@@ -207,6 +216,7 @@ class VectorIndex:
         self._is_hnsw = isinstance(core, faiss.IndexHNSW)
         self._is_refine = isinstance(core, faiss.IndexRefine)
         self._selector_ok: bool | None = None
+        self._params_cache: tuple[tuple[int, int, int], faiss.SearchParameters | None] | None = None
         self._native_remove = isinstance(core, faiss.IndexFlatCodes)
         self._stored = np.sort(faiss.vector_to_array(index.id_map).astype(np.int64))
         self._set_tombstones(np.empty(0, dtype=np.int64))
@@ -458,11 +468,9 @@ class VectorIndex:
         k = int(k)
         q = self._prepare(queries, "queries")
         allowed = None if allow_ids is None else _as_allow_list(allow_ids)
-        scores = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
-        labels = np.full((q.shape[0], k), -1, dtype=np.int64)
         with self._lock:
             if q.shape[0] == 0 or len(self) == 0:
-                return scores, labels
+                return _empty_results(q.shape[0], k)
             if allowed is None:
                 candidates = None
                 n_candidates = len(self)
@@ -470,7 +478,7 @@ class VectorIndex:
                 candidates = allowed[self._live_mask(allowed)]
                 n_candidates = candidates.size
                 if n_candidates == 0:
-                    return scores, labels
+                    return _empty_results(q.shape[0], k)
                 if n_candidates <= max(EXACT_ALLOW_LIST_MIN, 8 * k) or not self._selector_supported():
                     return self._exact_search(q, candidates, k)
             scores, labels = self._approximate_search(q, k, candidates)
@@ -522,6 +530,7 @@ class VectorIndex:
         return self._tombstone_selector[1]
 
     def _search_params(self, k: int) -> faiss.SearchParameters | None:
+        """Fresh search parameters (callers may attach a selector to them)."""
         if self._is_hnsw:
             return faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
         if self._ivf is not None and not self._is_refine:
@@ -531,14 +540,19 @@ class VectorIndex:
     def _faiss_search(
         self, q: np.ndarray, k: int, selector: faiss.IDSelector | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        params = self._search_params(k)
         if selector is not None:
-            params = params or faiss.SearchParameters()
+            params = self._search_params(k) or faiss.SearchParameters()
             params.sel = selector  # ``selector`` stays referenced by the caller during the search
+        else:  # building SWIG parameter objects costs microseconds a query: reuse them while settings hold
+            key = (k, self.ef_search, self.nprobe)
+            if self._params_cache is None or self._params_cache[0] != key:
+                self._params_cache = (key, self._search_params(k))
+            params = self._params_cache[1]
         distances, labels = self._index.search(q, k, params=params)
         scores = -distances if self._metric == "l2" else distances
-        scores = np.where(labels >= 0, scores, -np.inf).astype(np.float32, copy=False)
-        return scores, labels.astype(np.int64, copy=False)
+        if labels.min() < 0:  # FAISS pads missing results with -1 and +-FLT_MAX
+            scores = np.where(labels >= 0, scores, -np.inf)
+        return scores.astype(np.float32, copy=False), labels.astype(np.int64, copy=False)
 
     def _fill_short_rows(
         self,
@@ -550,6 +564,8 @@ class VectorIndex:
         expected: int,
     ) -> None:
         """Re-score exactly the query rows for which the approximate search returned too few results."""
+        if expected <= 0 or labels[:, :expected].min() >= 0:  # the common case, in one reduction
+            return
         short = np.flatnonzero((labels >= 0).sum(axis=1) < expected)
         if short.size == 0:
             return
