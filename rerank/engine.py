@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from rerank.models import CARD_FILE, card_interpolation_weight, model_load_error, resolve_model
 from rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
-from retrieval.device import resolve_device
+from retrieval.device import cpu_has_native_bf16, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ _ACCEL_BATCH, _ACCEL_BATCH_TOKENS = 256, 65536
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
-    """``"auto"``: bf16 on CUDA where supported, else fp16 on CUDA; fp32 elsewhere."""
+    """``"auto"``: bf16 on CUDA where supported, else fp16 on CUDA; bf16 on a CPU that computes it natively
+    (AVX512-BF16/AMX: about 2x fp32 there, same ranking, see benchmarks/README.md); fp32 elsewhere."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if not isinstance(dtype, str):
@@ -68,6 +69,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
     if key == "auto":
         if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
         return torch.float32
     if key not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or one of {sorted(_DTYPES)}")
@@ -143,7 +146,8 @@ class CrossEncoderEngine:
 
     :param model: local folder, winnow short name or hub name (see :func:`rerank.models.resolve_model`).
     :param device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; None picks cuda, then mps, then cpu.
-    :param dtype: ``"auto"`` (bf16 on CUDA where supported, else fp16; fp32 on CPU/MPS), or an explicit dtype.
+    :param dtype: ``"auto"`` (CUDA: bf16 where supported, else fp16; CPU: bf16 where the CPU computes it
+        natively, else fp32; MPS: fp32), or an explicit dtype such as ``"float32"``.
     :param max_length: tokens per pair, special tokens included; None = the model's configured maximum,
         capped at 512 and at its position table.
     :param batch_size: most pairs per forward pass; None = 32 on CPU, 256 on an accelerator. Batches are also

@@ -14,6 +14,9 @@ for _var, _value in {
     "TRANSFORMERS_OFFLINE": "1",
     "HAYSTACK_TELEMETRY_ENABLED": "False",
     "TOKENIZERS_PARALLELISM": "false",
+    # fp32 on every CPU, so scores compare exactly on machines with and without native bf16 (subprocesses
+    # inherit it); the bf16 path has tests of its own that set dtype explicitly.
+    "WINNOW_CPU_BF16": "0",
 }.items():
     os.environ.setdefault(_var, _value)
 

@@ -145,6 +145,18 @@ def test_properties(engine: CrossEncoderEngine, model_path: str):
     assert "CrossEncoderEngine" in repr(engine)
 
 
+def test_bf16_on_cpu_scores_like_fp32(engine: CrossEncoderEngine, model_path: str):
+    docs = ["net income was 3 million", "bananas are yellow", "the company reported revenue", "cherry"]
+    fast = CrossEncoderEngine(model_path, device="cpu", dtype="bf16").load()
+    assert fast.dtype == torch.bfloat16
+    with torch.no_grad():  # the same head scaling as the fp32 fixture
+        fast._model.classifier.weight.mul_(300.0)
+    reference, scores = engine.score(QUERY, docs), fast.score(QUERY, docs)
+    assert np.isfinite(scores).all()
+    assert np.abs(reference).max() > 0.1  # the comparison means something
+    np.testing.assert_allclose(scores, reference, atol=0.05 * np.abs(reference).max())
+
+
 # ---------------------------------------------------------------- windows
 
 
@@ -311,11 +323,33 @@ def test_hub_name_failing_to_load_says_it_needs_network(monkeypatch: pytest.Monk
     assert not eng.is_loaded
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native: bool):
+    monkeypatch.setattr(engine_module, "cpu_has_native_bf16", lambda: native)
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if native else torch.float32)
+    assert resolve_dtype("auto", "mps") == torch.float32
+
+
+def test_cpu_bf16_flag_detection(monkeypatch):
+    from retrieval import device
+
+    monkeypatch.delenv("WINNOW_CPU_BF16", raising=False)
+    for flags, expected in (({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True), ({"avx2"}, False)):
+        monkeypatch.setattr(device, "_cpu_flags", lambda flags=flags: frozenset(flags))
+        assert device.cpu_has_native_bf16() is expected
+    monkeypatch.setenv("WINNOW_CPU_BF16", "0")
+    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert device.cpu_has_native_bf16() is False
+    monkeypatch.setenv("WINNOW_CPU_BF16", "1")
+    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset())
+    assert device.cpu_has_native_bf16() is True
+
+
 def test_device_dtype_and_argument_validation(model_path: str):
     assert resolve_device("cpu") == "cpu"
     assert resolve_device(None) in {"cpu", "cuda", "mps"}
-    assert resolve_dtype("auto", "cpu") == torch.float32
     assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+    assert resolve_dtype("float32", "cpu") == torch.float32
     with pytest.raises(ValueError):
         resolve_dtype("int3", "cpu")
     with pytest.raises(ValueError):
