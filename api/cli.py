@@ -37,6 +37,22 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def _add_reranker_options(parser: argparse.ArgumentParser) -> None:
+    """Options of how the reranker runs, shared by search and eval."""
+    parser.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=None,
+        help="reranker tokens per (query, document) window (default: the model's, at most 512)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "onnx-int8"),
+        default="torch",
+        help="reranker runtime (default torch; onnx and onnx-int8 run on CPU with ONNX Runtime)",
+    )
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -81,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--first-stage", choices=("dense", "bm25", "hybrid"), default="dense")
     p.add_argument("--embedder", default=None, help="must match the index's embedder (default: the index's)")
+    _add_reranker_options(p)
     _add_common(p)
 
     p = sub.add_parser("quickstart", help="offline demo on the bundled sample corpus: index, search, rerank")
@@ -144,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also report the reranker interpolated with the first stage at this weight in [0, 1] "
         "(default: the weight in the reranker's winnow.json card, if any)",
     )
+    _add_reranker_options(p)
     _add_common(p)
 
     p = sub.add_parser(
@@ -365,12 +383,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_reranker(name: str | None, device: str | None, show_progress: bool):
+def _load_reranker(name: str | None, args: argparse.Namespace, show_progress: bool):
     if name is None:
         return None
     from rerank.engine import CrossEncoderEngine
 
-    engine = CrossEncoderEngine(name, device=device, show_progress=show_progress)
+    engine = CrossEncoderEngine(
+        name,
+        device=args.device,
+        show_progress=show_progress,
+        max_length=getattr(args, "max_length", None),
+        backend=getattr(args, "backend", None) or "torch",
+    )
     engine.load()
     return engine
 
@@ -389,7 +413,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     first_stage = make_first_stage(args.first_stage, index, embedder, depth=args.candidates)
     searcher = TwoStageSearch(
         first_stage,
-        _load_reranker(args.reranker, args.device, show_progress=not args.json),
+        _load_reranker(args.reranker, args, show_progress=not args.json),
         candidates=args.candidates,
     )
     result = searcher.search(args.query, top_k=args.top_k)
@@ -452,7 +476,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         first_stage=args.first_stage,
         index=args.index,
         embedder=args.embedder,
-        reranker=_load_reranker(args.reranker, args.device, show_progress=False),
+        reranker=_load_reranker(args.reranker, args, show_progress=False),
         depths=args.depth,
         device=args.device,
         max_queries=args.max_queries,

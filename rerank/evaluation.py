@@ -405,4 +405,13 @@ def _resolve_reranker(reranker: str | Scorer | None, device: str | None) -> tupl
         "model": getattr(reranker, "model_name", None) or type(reranker).__name__,
         "device": str(getattr(reranker, "device", None) or "n/a"),
     }
+    for key in ("backend", "dtype", "max_length"):  # how the engine ran, so that reports stay comparable
+        try:
+            value = getattr(reranker, key, None)
+        except (AssertionError, RuntimeError):  # e.g. max_length of an engine not loaded yet
+            continue
+        if key == "dtype" and value is not None:
+            value = str(value).removeprefix("torch.")  # torch.dtype -> "bfloat16"
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            info[key] = value
     return reranker, info

@@ -127,10 +127,20 @@ def test_eval_end_to_end_writes_report_runs_and_compares(
 ):
     out = tmp_path / "reports" / "bm25.json"
     argv = ["eval", "--dataset", str(tiny_beir_dir), "--split", "test", "--first-stage", "bm25"]
-    argv += ["--reranker", tiny_cross_encoder_path, "--depth", "2,10", "--out", str(out)]
+    argv += [
+        "--reranker",
+        tiny_cross_encoder_path,
+        "--depth",
+        "2,10",
+        "--out",
+        str(out),
+        "--max-length",
+        "48",
+    ]
     report = _run_json(capsys, [*argv, "--save-runs", str(tmp_path / "runs"), "--json"])
     assert report["queries"] == 12 and report["depth"] == 10 and set(report["depths"]) == {"2", "10"}
     assert report["reranker"]["model"] == tiny_cross_encoder_path and report["latency_ms"]["device"] == "cpu"
+    assert (report["reranker"]["max_length"], report["reranker"]["backend"]) == (48, "torch")
     assert json.loads(out.read_text())["metrics"] == report["metrics"]
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
     assert (tmp_path / "runs" / "first_stage.trec").is_file() and (

@@ -370,3 +370,15 @@ def test_queries_without_results_count_as_zero():
     )
     assert report["metrics"]["first_stage"]["P@1"] == 0.5
     assert any("no first-stage results" in w for w in report["warnings"])
+
+
+def test_report_records_how_the_engine_ran(dataset, tiny_cross_encoder_path):
+    from rerank.engine import CrossEncoderEngine
+
+    engine = CrossEncoderEngine(tiny_cross_encoder_path, device="cpu", dtype="bf16", max_length=64).load()
+    run, report = _report(dataset, engine, depths=[3])
+    assert report["reranker"]["model"] == tiny_cross_encoder_path
+    assert (report["reranker"]["backend"], report["reranker"]["dtype"]) == ("torch", "bfloat16")
+    assert report["reranker"]["max_length"] == 64
+    _, plain = _report(dataset, RandomScorer(seed=1), depths=[3])
+    assert "backend" not in plain["reranker"] and "dtype" not in plain["reranker"]
