@@ -595,7 +595,7 @@ def _tuning_split(source: PairSource, split: str) -> str:
 def save_fp16_copy(model_dir: str | Path, out_dir: str | Path, *, max_shard_size: str = "45MB") -> Path:
     """Write a float16 copy of a trained model folder (weights in safetensors shards of at most
     ``max_shard_size``, model cards and tokenizer copied): half the size, for shipping as package data.
-    winnow's engine loads it in float32 on CPU."""
+    Its config says float32, so ``CrossEncoder(path)`` and winnow's engine compute in float32 (or bf16)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -609,4 +609,10 @@ def save_fp16_copy(model_dir: str | Path, out_dir: str | Path, *, max_shard_size
             shutil.copy2(file, out_dir / file.name)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float16)
     model.save_pretrained(out_dir, max_shard_size=max_shard_size)
+    # Stored in fp16, computed in fp32: transformers loads with dtype="auto" (sentence-transformers'
+    # CrossEncoder(path) too) and would otherwise run fp16 on CPU, which is slow.
+    config_path = out_dir / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["dtype"] = "float32"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out_dir
