@@ -7,7 +7,8 @@ Methods (each in its own subprocess, so each one's peak memory is its own):
 - ``haystack``: Haystack's stock ``SentenceTransformersSimilarityRanker`` (package
   ``sentence-transformers-haystack``), one ``run(query, documents)`` per query, its default batch size 16;
 - ``winnow-torch``: winnow's ``CrossEncoderEngine.score_pairs(pairs)`` (length-sorted token-budget batches),
-  ``windows=False`` so it does exactly the work the others do (truncate each pair at ``--max-length``);
+  ``windows=False`` so it does exactly the work the others do (truncate each pair at ``--max-length``), fp32;
+- ``winnow-torch-bf16``: the same in bf16 (``dtype="auto"`` picks it on a CPU with native bf16 and on CUDA);
 - ``winnow-onnx`` / ``winnow-onnx-int8``: the same engine with ``backend="onnx"`` / ``"onnx-int8"`` (ONNX
   Runtime on CPU, fp32 / dynamically quantised int8 weights; export and quantisation count as load time).
 
@@ -34,7 +35,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -43,11 +43,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import device_name, pick_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATASETS = ROOT.parent / "shared" / "datasets"
-CHECKPOINT = ROOT / "work" / "general" / "checkpoints" / "checkpoint-300"
-METHODS = ("st-predict", "haystack", "winnow-torch", "winnow-onnx", "winnow-onnx-int8")
+METHODS = ("st-predict", "haystack", "winnow-torch", "winnow-torch-bf16", "winnow-onnx", "winnow-onnx-int8")
 WARMUP_PAIRS = 8
 
 
@@ -100,9 +101,17 @@ def _scorer(method: str, model: str, device: str, max_length: int) -> Any:
     if method.startswith("winnow-"):
         from rerank.engine import CrossEncoderEngine
 
-        backend = method.removeprefix("winnow-")
+        backend = method.removeprefix("winnow-").removesuffix("-bf16")
+        # fp32 unless the method says bf16 ("auto" would pick bf16 on a CPU with native bf16)
+        dtype = "bf16" if method.endswith("-bf16") else ("auto" if device.startswith("cuda") else "float32")
         engine = CrossEncoderEngine(
-            model, device=device, max_length=max_length, windows=False, activation="model", backend=backend
+            model,
+            device=device,
+            max_length=max_length,
+            windows=False,
+            activation="model",
+            backend=backend,
+            dtype=dtype,
         ).load()
         return (lambda pairs: engine.score_pairs([tuple(p) for p in pairs])), {
             "max_length": engine.max_length
@@ -144,19 +153,6 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- parent
-def _fresh_minilm(folder: Path) -> str:
-    """The packaged MiniLM-L6 with a seeded fresh scoring head (speed only)."""
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    from retrieval.embedder import packaged_minilm_path
-
-    torch.manual_seed(0)
-    out = folder / "minilm-l6-cross-encoder"
-    CrossEncoder(packaged_minilm_path(), num_labels=1).save(str(out))
-    return str(out)
-
-
 def _build_set(name: str, n_pairs: int, depth: int, split: str) -> dict[str, Any]:
     """The first queries of ``name``'s ``split`` times their BM25 top ``depth`` documents (~``n_pairs``)."""
     from retrieval.bm25 import BM25Retriever
@@ -186,20 +182,6 @@ def _ndcg10(owners: list[list[Any]], scores: list[float], qrels: dict[str, dict[
         run.setdefault(qid, {})[doc_id] = float(score)
     qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items()}
     return float(ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10])
-
-
-def _device_name(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _token_stats(model: str, pairs: list[list[str]], max_length: int) -> dict[str, float]:
@@ -315,14 +297,7 @@ def main() -> int:
             methods = [m for m in methods if m not in onnx]
     with tempfile.TemporaryDirectory(prefix="winnow-rerank-speed-") as tmp:
         tmp_path = Path(tmp)
-        if args.model:
-            model, note = args.model, args.model
-        elif CHECKPOINT.is_dir():
-            model = str(CHECKPOINT)
-            note = "work/general/checkpoints/checkpoint-300 (MiniLM-L6 cross-encoder, partially trained)"
-        else:
-            model = _fresh_minilm(tmp_path)
-            note = "packaged MiniLM-L6 with a fresh seeded head (speed only; quality not meaningful)"
+        model, note = pick_model(args.model, tmp_path)
         sets: dict[str, dict[str, Any]] = {}
         for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
             print(f"building pairs for {name} ...", flush=True)
@@ -390,15 +365,13 @@ def main() -> int:
     import torch
 
     report = {
-        "device_name": _device_name(args.device),
+        "device_name": device_name(args.device),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "config": {
             "device": args.device,
             "threads": args.threads,
-            "model": model
-            if args.model or CHECKPOINT.is_dir()
-            else "packaged MiniLM-L6, fresh head (seed 0)",
+            "model": model,
             "model_note": note,
             "max_length": args.max_length,
             "depth": args.depth,
