@@ -590,12 +590,18 @@ class CrossEncoderEngine:
             attention_mask[r, : len(ids)] = 1
             if token_types is not None:
                 token_types[r, : len(types)] = types
-        device = self._device
         return (
-            torch.from_numpy(input_ids).to(device),
-            torch.from_numpy(attention_mask).to(device),
-            None if token_types is None else torch.from_numpy(token_types).to(device),
+            self._to_device(input_ids),
+            self._to_device(attention_mask),
+            None if token_types is None else self._to_device(token_types),
         )
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A host array on the model's device; on CUDA through pinned memory, copied asynchronously."""
+        tensor = torch.from_numpy(array)
+        if self._device.startswith("cuda"):
+            return tensor.pin_memory().to(self._device, non_blocking=True)
+        return tensor.to(self._device)
 
     def _forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
