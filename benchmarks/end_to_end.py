@@ -32,8 +32,8 @@ stock; stock, winnow; ...) so that machine noise hits both. Latency = wall time 
 Haystack tracer also records each component's run, giving first stage (embedder + retriever) and rerank
 (ranker) per query. p50 and p95 are numpy's linear-interpolated percentiles over the timed queries (with 30
 queries, p95 sits between the two slowest). nDCG@10 (ir_measures, the split's qrels) of both pipelines' first
-stage and reranked output over the timed queries shows that they rank alike; it is not a quality figure (the
-default model is a partially trained checkpoint).
+stage and reranked output over the timed queries shows that they rank alike; it is not a quality figure (a
+few queries, pure reranking).
 
 Data: a BEIR folder under ``../shared/datasets`` (``--dataset scifact``); absent -> a message and exit 0.
 Index: ``--index DIR`` when it holds a winnow index (e.g. ``work/idx-scifact``, built by ``winnow index`` with
@@ -42,12 +42,12 @@ given, else to a temporary folder. Building embeds every document (SciFact's 5,1
 ``--max-docs N`` builds from the timed and warm-up queries' judged documents plus the first other documents up
 to N (a smaller, easier corpus: fine for a smoke run, not for figures).
 
-Model: ``--model``; default ``work/general/checkpoints/checkpoint-300`` (a partially trained MiniLM-L6
-cross-encoder) when it exists, else the packaged MiniLM-L6 with a fresh seeded head (same cost per pair).
+Model: ``--model``; default the shipped ``winnow-general``, else ``work/general/checkpoints/checkpoint-300``
+when it exists, else the packaged MiniLM-L6 with a fresh seeded head (same cost per pair).
 Threads: ``--threads`` (default 2) for torch (``torch.set_num_threads``) and FAISS; device ``--device``
 (``cpu``, ``cuda``). Precision: each side keeps its own default unless ``--stock-dtype match``. winnow embeds
 in fp16 on CUDA and its ranker engine picks its own dtype (``dtype="auto"``, ``rerank.engine.resolve_dtype``:
-bf16 on CUDA); the stock components run in fp32. The report records every component's dtype and says so when
+bf16 on CUDA and on CPUs with native bf16); the stock components run in fp32. The report records every component's dtype and says so when
 the rankers' differ; ``--stock-dtype match`` loads the stock embedder and ranker in winnow's dtypes
 (``model_kwargs={"dtype": ...}``) for a same-precision comparison. Writes
 ``benchmarks/results/end_to_end.json`` and ``.md`` (``--quick``: ``end_to_end_quick.*``).

@@ -215,25 +215,30 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{cfg['depth']}, "
             f"mean {s['mean_tokens']} tokens a pair, {s['truncated_share']:.0%} truncated",
             "",
-            "| method | pairs/s | x st-predict | nDCG@10 | max abs score diff vs st-predict |",
-            "|---|---:|---:|---:|---:|",
-            f"| BM25 order (no rerank) | - | - | {s['bm25_ndcg10']:.4f} | - |",
+            "| method | pairs/s | x st-predict | x haystack | nDCG@10 | change vs fp32 torch "
+            "| max abs score diff vs st-predict |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            f"| BM25 order (no rerank) | - | - | - | {s['bm25_ndcg10']:.4f} | - | - |",
         ]
         for method, r in s["methods"].items():
             lines.append(
-                f"| {method} | {r['pairs_per_s']} | {r['ratio_to_st_predict']} | {r['ndcg10']:.4f} "
+                f"| {method} | {r['pairs_per_s']} | {r['ratio_to_st_predict']} | {r['ratio_to_haystack']} "
+                f"| {r['ndcg10']:.4f} | {r['ndcg10_change_vs_fp32']:+.4f} "
                 f"| {r['max_abs_diff_vs_st_predict']:.2e} |"
             )
         lines.append("")
     lines += [
         "## All sets together (mixed lengths)",
         "",
-        "| method | pairs/s | x st-predict | peak RSS MiB | RSS after imports MiB | load s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | pairs/s | x st-predict | x haystack | worst nDCG@10 change vs fp32 | default-safe "
+        "(>= -0.005) | peak RSS MiB | RSS after imports MiB | load s |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for method, r in report["overall"].items():
+        safe = "yes" if r["worst_ndcg10_change_vs_fp32"] >= -0.005 else "**no**"
         lines.append(
-            f"| {method} | {r['pairs_per_s']} | {r['ratio_to_st_predict']} | {r['peak_rss_mib']} "
+            f"| {method} | {r['pairs_per_s']} | {r['ratio_to_st_predict']} | {r['ratio_to_haystack']} "
+            f"| {r['worst_ndcg10_change_vs_fp32']:+.4f} | {safe} | {r['peak_rss_mib']} "
             f"| {r['rss_after_imports_mib']} | {r['load_s']} |"
         )
     if report.get("skipped"):
@@ -324,10 +329,14 @@ def main() -> int:
     import numpy as np
 
     reference = "st-predict" if "st-predict" in results else next(iter(results))
+    stock = "haystack" if "haystack" in results else reference
+    exact = "winnow-torch" if "winnow-torch" in results else reference  # fp32: the quality reference
     report_sets: dict[str, Any] = {}
     for name, s in sets.items():
         ref_time = results[reference]["sets"][name]["seconds"]
         ref_scores = np.asarray(results[reference]["sets"][name]["scores"])
+        stock_time = results[stock]["sets"][name]["seconds"]
+        exact_ndcg = _ndcg10(s["owners"], results[exact]["sets"][name]["scores"], s["qrels"])
         rows = {}
         for method, r in results.items():
             run = r["sets"][name]
@@ -336,7 +345,11 @@ def main() -> int:
                 "seconds": round(run["seconds"], 3),
                 "pairs_per_s": round(n / run["seconds"], 1),
                 "ratio_to_st_predict": round(ref_time / run["seconds"], 2),
+                "ratio_to_haystack": round(stock_time / run["seconds"], 2),
                 "ndcg10": round(_ndcg10(s["owners"], run["scores"], s["qrels"]), 4),
+                "ndcg10_change_vs_fp32": round(
+                    _ndcg10(s["owners"], run["scores"], s["qrels"]) - exact_ndcg, 4
+                ),
                 "max_abs_diff_vs_st_predict": float(np.max(np.abs(np.asarray(run["scores"]) - ref_scores))),
             }
         report_sets[name] = {
@@ -351,11 +364,17 @@ def main() -> int:
     total_pairs = sum(len(s["pairs"]) for s in sets.values())
     overall = {}
     ref_total = sum(r["seconds"] for r in results[reference]["sets"].values())
+    stock_total = sum(r["seconds"] for r in results[stock]["sets"].values())
     for method, r in results.items():
         seconds = sum(x["seconds"] for x in r["sets"].values())
         overall[method] = {
             "pairs_per_s": round(total_pairs / seconds, 1),
             "ratio_to_st_predict": round(ref_total / seconds, 2),
+            "ratio_to_haystack": round(stock_total / seconds, 2),
+            # the quality guard: the worst nDCG@10 change against fp32 torch over the sets
+            "worst_ndcg10_change_vs_fp32": min(
+                x["methods"][method]["ndcg10_change_vs_fp32"] for x in report_sets.values()
+            ),
             "peak_rss_mib": r["peak_rss_mib"],
             "rss_after_imports_mib": r["rss_after_imports_mib"],
             "load_s": r["load_s"],
