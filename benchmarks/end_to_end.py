@@ -47,7 +47,8 @@ when it exists, else the packaged MiniLM-L6 with a fresh seeded head (same cost 
 Threads: ``--threads`` (default 2) for torch (``torch.set_num_threads``) and FAISS; device ``--device``
 (``cpu``, ``cuda``). Precision: each side keeps its own default unless ``--stock-dtype match``. winnow embeds
 in fp16 on CUDA and its ranker engine picks its own dtype (``dtype="auto"``, ``rerank.engine.resolve_dtype``:
-bf16 on CUDA and on CPUs with native bf16); the stock components run in fp32. The report records every component's dtype and says so when
+bf16 on CUDA and on CPUs with native bf16); the stock components run in fp32. The report records every
+component's dtype and says so when
 the rankers' differ; ``--stock-dtype match`` loads the stock embedder and ranker in winnow's dtypes
 (``model_kwargs={"dtype": ...}``) for a same-precision comparison. Writes
 ``benchmarks/results/end_to_end.json`` and ``.md`` (``--quick``: ``end_to_end_quick.*``).
