@@ -52,7 +52,7 @@ for step in "${steps[@]}"; do
         zeroshot-scifact) zeroshot scifact ;;
         zeroshot-checkthat) zeroshot checkthat2020-task2 ;;
         zeroshot-arguana) zeroshot arguana ;;
-        domain-scifact) domain scifact ;;
+        domain-scifact) domain scifact --max-length 256 ;;  # abstracts: ~270 tokens
         domain-checkthat) domain checkthat2020-task2 ;;
         domain-abt-buy) domain abt-buy ;;
         domain-arguana) domain arguana ;;

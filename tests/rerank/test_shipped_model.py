@@ -1,0 +1,77 @@
+"""The general reranker winnow ships as package data (``winnow-general``): size, format, card and behaviour.
+
+Skipped where the package was installed without it (then winnow falls back as documented)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rerank.models import (
+    CARD_FILE,
+    DEFAULT_RERANKER,
+    card_interpolation_weight,
+    resolve_model,
+    shipped_models,
+)
+
+pytestmark = pytest.mark.skipif(
+    DEFAULT_RERANKER not in shipped_models(), reason=f"{DEFAULT_RERANKER} is not installed with this package"
+)
+
+MAX_BYTES = 50 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    from pathlib import Path
+
+    return Path(resolve_model(DEFAULT_RERANKER))
+
+
+def test_shipped_weights_are_fp16_safetensors_under_50_mb(model_dir) -> None:
+    from safetensors import safe_open
+
+    shards = sorted(model_dir.glob("*.safetensors"))
+    assert shards, "no safetensors weights"
+    assert sum(f.stat().st_size for f in model_dir.iterdir() if f.is_file()) <= MAX_BYTES
+    with safe_open(str(shards[0]), framework="pt") as f:
+        names = f.keys()
+        dtypes = {str(f.get_slice(name).get_dtype()) for name in names}
+    assert dtypes == {"F16"}
+
+
+def test_card_records_command_recipe_and_a_valid_interpolation_weight(model_dir) -> None:
+    card = json.loads((model_dir / CARD_FILE).read_text())
+    assert "train_general.py" in card["command"]
+    assert card["recipe"]["batch_size"] == 16
+    weight = card_interpolation_weight(card)
+    assert weight is not None and 0.0 < weight < 1.0
+
+
+def test_shipped_model_loads_with_plain_cross_encoder_and_ranks_answers_first(model_dir) -> None:
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(model_dir), device="cpu")
+    cases = [
+        (
+            "What is the capital of France?",
+            "Paris is the capital and largest city of France, on the river Seine.",
+            "The banana is an elongated, edible fruit produced by several kinds of large herbaceous plants.",
+        ),
+        (
+            "Who wrote the novel Pride and Prejudice?",
+            "Pride and Prejudice is an 1813 novel of manners written by Jane Austen.",
+            "The Great Wall of China is a series of fortifications built across northern China.",
+        ),
+        (
+            "How many moons does Mars have?",
+            "Mars has two small moons, Phobos and Deimos, which may be captured asteroids.",
+            "Photosynthesis converts light energy into chemical energy stored in glucose.",
+        ),
+    ]
+    pairs = [(q, doc) for q, pos, neg in cases for doc in (pos, neg)]
+    scores = model.predict(pairs)
+    for i in range(len(cases)):
+        assert scores[2 * i] > scores[2 * i + 1], cases[i][0]
