@@ -42,6 +42,7 @@ __all__ = [
     "TrainingRecipe",
     "finetune",
     "resolve_base",
+    "save_card",
     "save_fp16_copy",
     "tune_interpolation",
 ]
@@ -450,6 +451,13 @@ def _write_card(out_dir: Path, card: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def save_card(model_dir: str | Path, card: dict[str, Any]) -> None:
+    """Write ``card`` as the folder's ``winnow.json`` and refresh winnow's summary in its ``README.md``."""
+    model_dir = Path(model_dir)
+    _write_card(model_dir, card)
+    _append_readme(model_dir, card)
+
+
 def _append_readme(out_dir: Path, card: dict[str, Any]) -> None:
     """Add winnow's summary (data, recipe, figures, thresholds, interpolation) to sentence-transformers'
     README.md model card."""
@@ -487,12 +495,14 @@ def _append_readme(out_dir: Path, card: dict[str, Any]) -> None:
             f"- calibrated thresholds (raw logits): accuracy {thresholds['accuracy']}, F1 {thresholds['f1']}"
         )
     interpolation = card.get("interpolation")
-    if interpolation:
+    if interpolation and interpolation.get("split"):
         lines.append(
             f"- interpolation weight {interpolation['weight']} (nDCG@10 on {interpolation.get('split')}: "
             f"pure reranker {interpolation.get('ndcg_pure_reranker')}, first stage "
             f"{interpolation.get('ndcg_first_stage')}, interpolated {interpolation.get('ndcg_interpolated')})"
         )
+    elif interpolation:  # a weight set by hand, not tuned on a split
+        lines.append(f"- interpolation weight {interpolation['weight']} ({interpolation.get('source')})")
     if card.get("command"):
         lines += ["", "Trained with:", "", "```console", card["command"], "```"]
     readme.write_text(text + "\n" + "\n".join(lines) + "\n", encoding="utf-8")

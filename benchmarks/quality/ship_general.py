@@ -39,7 +39,7 @@ def main() -> None:
         parser.error(f"{args.source} holds {size / 2**20:.1f} MiB; package data is limited to 50 MiB")
     from safetensors import safe_open
 
-    for shard in args.source.glob("*.safetensors"):
+    for shard in sorted(args.source.glob("*.safetensors")):
         with safe_open(str(shard), framework="pt") as f:
             names = f.keys()
             dtypes = {str(f.get_slice(name).get_dtype()) for name in names}
@@ -49,18 +49,11 @@ def main() -> None:
     if TARGET.exists():
         shutil.rmtree(TARGET)
     shutil.copytree(args.source, TARGET, ignore=shutil.ignore_patterns("checkpoints", "*.tmp"))
+    from rerank.finetune import save_card
+
     card = json.loads(card_path.read_text())
     card["interpolation"] = {"weight": args.weight, "source": args.weight_source, "split": None}
-    (TARGET / "winnow.json").write_text(json.dumps(card, indent=2) + "\n")
-    readme = TARGET / "README.md"
-    if readme.is_file():
-        readme.write_text(
-            readme.read_text().rstrip()
-            + "\n\n## Default interpolation\n\nwinnow's ranker combines this model's per-query "
-            f"min-max-normalised scores with the first stage's at weight {args.weight} "
-            f"({args.weight_source}). "
-            "Fine-tune it per domain (`winnow finetune --base winnow-general`) to get a tuned weight.\n"
-        )
+    save_card(TARGET, card)
     mib = size / 2**20
     print(f"installed {args.source} -> {TARGET.relative_to(ROOT)} ({mib:.1f} MiB, weight {args.weight})")
 

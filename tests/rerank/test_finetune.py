@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerank.finetune import TrainingRecipe, finetune, resolve_base
+from rerank.finetune import TrainingRecipe, finetune, resolve_base, save_card
 from rerank.models import ModelNotFoundError, read_card
 from rerank.training_data import build_training_set, mine_beir
 from retrieval.corpus import load_beir
@@ -207,3 +207,18 @@ def test_fp16_copy_loads_and_scores_like_the_original(trained, tmp_path):
     assert plain.predict([("apple", docs[0])]).shape == (1,)
     stored = {t.dtype for f in half.glob("*.safetensors") for t in load_file(str(f)).values()}
     assert stored == {torch.float16}
+
+
+def test_save_card_records_a_hand_set_weight_in_card_and_readme(trained, tmp_path):
+    from rerank.models import card_interpolation_weight
+
+    out, card, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    card = {**card, "interpolation": {"weight": 0.5, "source": "stated prior", "split": None}}
+    save_card(copy, card)
+    save_card(copy, card)  # idempotent: one winnow summary in the README
+    assert card_interpolation_weight(read_card(copy)) == 0.5
+    readme = (copy / "README.md").read_text()
+    assert readme.count("## winnow fine-tuning summary") == 1
+    assert "- interpolation weight 0.5 (stated prior)" in readme

@@ -36,10 +36,11 @@ def test_shipped_weights_are_fp16_safetensors_under_50_mb(model_dir) -> None:
     shards = sorted(model_dir.glob("*.safetensors"))
     assert shards, "no safetensors weights"
     assert sum(f.stat().st_size for f in model_dir.iterdir() if f.is_file()) <= MAX_BYTES
-    with safe_open(str(shards[0]), framework="pt") as f:
-        names = f.keys()
-        dtypes = {str(f.get_slice(name).get_dtype()) for name in names}
-    assert dtypes == {"F16"}
+    for shard in shards:
+        with safe_open(str(shard), framework="pt") as f:
+            names = f.keys()
+            dtypes = {str(f.get_slice(name).get_dtype()) for name in names}
+        assert dtypes == {"F16"}, shard.name
 
 
 def test_card_records_command_recipe_and_a_valid_interpolation_weight(model_dir) -> None:
