@@ -220,11 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--first-stage",
+        action="append",
         choices=("dense", "bm25", "hybrid"),
-        default="bm25",
-        help="first stage that mines hard negatives (default bm25)",
+        default=None,
+        help="first stage that mines hard negatives and tunes the weight (default bm25); once for every "
+        "--dataset, or once per --dataset in the same order",
     )
-    p.add_argument("--index", type=Path, default=None, help="index directory for dense/hybrid mining")
+    p.add_argument(
+        "--index",
+        action="append",
+        type=Path,
+        default=None,
+        help="index directory for dense/hybrid mining; once, or once per --dataset in the same order",
+    )
     p.add_argument("--embedder", default=None, help="bi-encoder for dense/hybrid mining")
     p.add_argument(
         "--hard-negatives", type=non_negative_int, default=4, help="mined negatives per query (default 4)"
@@ -258,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=30,
         help="first-stage candidates per query for tuning and eval",
+    )
+    p.add_argument(
+        "--tune-max-queries",
+        type=positive_int,
+        default=None,
+        help="tune the interpolation weight on at most N queries per dataset (default: all)",
     )
     p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
     _add_common(p)
@@ -501,6 +515,18 @@ def _finetune_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def _per_dataset(flag: str, values: list, datasets: list) -> list:
+    """``values`` given once (shared by every dataset) or once per ``--dataset``, in order."""
+    if len(values) == 1:
+        return values * len(datasets)
+    if len(values) != len(datasets):
+        raise ValueError(
+            f"{flag} was given {len(values)} times for {len(datasets)} --dataset: give it once for all of "
+            "them or once per --dataset, in the same order"
+        )
+    return values
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from rerank.finetune import TrainingRecipe, finetune, resolve_base
     from rerank.training_data import build_training_set, load_pairs_file, mine_beir
@@ -522,19 +548,22 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         eval_steps=args.eval_steps,
     )
     tune_split = None if args.tune_weight_split.lower() in {"none", "no", "off"} else args.tune_weight_split
+    datasets = args.dataset or []
+    first_stages = _per_dataset("--first-stage", args.first_stage or ["bm25"], datasets)
+    indexes = _per_dataset("--index", args.index or [None], datasets)
     sources = [load_pairs_file(path) for path in args.pairs or []]
-    for path in args.dataset or []:
+    for path, first_stage, index in zip(datasets, first_stages, indexes, strict=True):
         sources.append(
             mine_beir(
                 path,
                 args.split,
-                first_stage=args.first_stage,
+                first_stage=first_stage,
                 hard_negatives=args.hard_negatives,
                 skip_top=args.skip_top,
                 random_negatives=args.random_negatives,
                 candidates=args.tune_depth,
                 seed=args.seed,
-                index=args.index,
+                index=index,
                 embedder=args.embedder,
                 device=args.device,
                 max_queries=args.max_queries,
@@ -552,6 +581,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep_checkpoints,
         tune_weight_split=tune_split,
         tune_depth=args.tune_depth,
+        tune_max_queries=args.tune_max_queries,
         command=_finetune_command(args),
     )
     data, training = card["data"], card["training"]

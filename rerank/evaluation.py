@@ -227,6 +227,8 @@ def build_first_stage(
     from retrieval.first_stage import make_first_stage
 
     win_index = _load_or_build_index(index, dataset, embedder, kind, device, show_progress)
+    if index is not None and dataset is not None:
+        _check_index_covers(win_index, dataset, index)
     info["index"] = str(index) if isinstance(index, (str, Path)) else None
     info["chunked"] = bool(win_index.extra.get("chunked"))
     emb = None
@@ -242,6 +244,20 @@ def build_first_stage(
     if kind != "bm25":
         info["embedder"] = win_index.embedder
     return retriever, info
+
+
+def _check_index_covers(win_index: Any, dataset: Dataset, index: Any, sample: int = 50) -> None:
+    """Refuse an index built from another corpus (judged documents it cannot return would score zero)."""
+    ids = [doc.id for doc in dataset.corpus[:: max(1, len(dataset.corpus) // sample)]][:sample]
+    table = win_index.table
+    found = sum(record is not None for record in table.get(ids, with_embedding=False))
+    if found < len(ids):  # chunked indexes store chunks under their parent document's id
+        found = len({parent for parent in ids if table.ids_for_parent([parent])})
+    if found < len(ids) / 2:
+        raise ValueError(
+            f"index {index} does not hold {dataset.name}'s corpus ({found} of {len(ids)} sampled document "
+            f"ids found); build one with: winnow index --corpus <{dataset.name} folder> --out DIR"
+        )
 
 
 def _load_or_build_index(index, dataset, embedder, kind, device, show_progress):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,23 @@ def test_bad_labels_and_bad_arguments_exit_2(tmp_path, beir_train, tiny_cross_en
     assert "test split" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["eval", "--interpolation-weight", "2"])
+
+
+def test_first_stage_and_index_are_given_once_or_once_per_dataset(tmp_path, beir_train, capsys, monkeypatch):
+    import rerank.training_data
+
+    seen = []
+
+    def record(path, split, **kwargs):
+        seen.append((Path(path).name, kwargs["first_stage"], kwargs["index"]))
+        if len(seen) == 2:
+            raise ValueError("stop after mining")
+
+    monkeypatch.setattr(rerank.training_data, "mine_beir", record)
+    base = ["finetune", "--out", str(tmp_path / "m"), "--dataset", str(beir_train), "--dataset", "b"]
+    assert main([*base, "--first-stage", "dense", "--index", "i1", "--index", "i2"]) == 2
+    assert "stop after mining" in capsys.readouterr().err
+    assert seen == [(beir_train.name, "dense", Path("i1")), ("b", "dense", Path("i2"))]
+    assert main([*base, "--first-stage", "dense", "--first-stage", "bm25", "--first-stage", "hybrid"]) == 2
+    assert "--first-stage was given 3 times for 2 --dataset" in capsys.readouterr().err
+    assert len(seen) == 2  # refused before any mining

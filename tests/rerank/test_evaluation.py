@@ -251,6 +251,18 @@ def test_dense_over_an_index_dir_and_hybrid_in_memory(dataset, tmp_path, tiny_bi
     assert build_report(hybrid)["first_stage"]["name"] == "hybrid"
 
 
+def test_an_index_of_another_corpus_is_refused(dataset, tmp_path, tiny_bi_encoder_path):
+    from retrieval.corpus import Passage
+    from retrieval.embedder import Embedder
+    from retrieval.indexing import build_index
+
+    embedder = Embedder(tiny_bi_encoder_path, show_progress=False)
+    other = [Passage(id=f"other-{i}", text=f"unrelated text {i}") for i in range(10)]
+    build_index(other, embedder, show_progress=False).save(tmp_path / "other")
+    with pytest.raises(ValueError, match="does not hold tinybeir's corpus"):
+        run_evaluation(dataset, "test", first_stage="dense", index=tmp_path / "other", show_progress=False)
+
+
 def test_haystack_pipeline_runs_score_like_haystacks_own_evaluators(
     dataset, tmp_path, tiny_bi_encoder_path, tiny_cross_encoder_path
 ):
