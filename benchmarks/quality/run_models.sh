@@ -7,7 +7,12 @@
 #   GENERAL=work/general-s2/final bash benchmarks/quality/run_models.sh [step ...]
 #
 # Steps: zeroshot-scifact zeroshot-checkthat zeroshot-arguana domain-scifact domain-checkthat domain-abt-buy
-#        domain-arguana (default: all, in that order). Log lines go to stdout; run it under nohup.
+#        domain-arguana (default: all, in that order); domain-mixed (one model on the train splits of scifact,
+#        checkthat2020-task2, abt-buy and arguana, each mined with its own best first stage), then
+#        mixed-tatqa mixed-arguana zeroshot-tatqa. Log lines go to stdout; run it under nohup.
+# ArguAna (1,294 test queries of two long arguments) and TAT-QA (1,663) are evaluated on their first
+# EVAL_QUERIES test queries (default 300) to fit 2 CPU cores; the mixed model trains on the first
+# MIXED_QUERIES train queries of each set (default 300). Both are recorded in the reports and cards.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1
@@ -18,16 +23,36 @@ WINNOW=${WINNOW:-.venv/bin/winnow}
 ZERO_SHOT_WEIGHT=${ZERO_SHOT_WEIGHT:-0.5}  # fixed before any evaluation: equal-weight fusion, not tuned
 
 # best first stage per set (nDCG@10, test; benchmarks/results/first_stages_summary.md)
-declare -A BEST=([scifact]=hybrid [checkthat2020-task2]=dense [arguana]=hybrid [abt-buy]=hybrid)
+declare -A BEST=([scifact]=hybrid [checkthat2020-task2]=dense [arguana]=hybrid [abt-buy]=hybrid [tatqa]=bm25)
+EVAL_QUERIES=${EVAL_QUERIES:-300}
+MIXED_QUERIES=${MIXED_QUERIES:-300}
+MIXED=work/domain-mixed
+MIXED_SETS=(scifact checkthat2020-task2 abt-buy arguana)
 
 log() { echo "$(date -u +%H:%M:%S) $*"; }
 
-zeroshot() {  # set
-    local ds=$1 out=$RESULTS/general_zeroshot_$1.json
+evaluate() {  # set reranker report [extra eval flags]
+    local ds=$1 model=$2 out=$3; shift 3
     [[ -f $out ]] && { log "skip $out"; return; }
-    log "zero-shot $ds over ${BEST[$ds]}"
+    log "evaluate $model on $ds test over ${BEST[$ds]} $*"
     $WINNOW eval --dataset "$DATA/$ds" --split test --first-stage "${BEST[$ds]}" --index "work/idx-$ds" \
-        --depth 10,20 --reranker "$GENERAL" --interpolation-weight "$ZERO_SHOT_WEIGHT" --out "$out"
+        --depth 10,20 --reranker "$model" --out "$out" "$@"
+}
+
+zeroshot() {  # set [extra eval flags]
+    local ds=$1; shift
+    evaluate "$ds" "$GENERAL" "$RESULTS/general_zeroshot_$ds.json" --interpolation-weight "$ZERO_SHOT_WEIGHT" "$@"
+}
+
+mixed() {  # train the mixed domain model
+    [[ -f $MIXED/winnow.json ]] && { log "skip $MIXED"; return; }
+    local args=() ds
+    for ds in "${MIXED_SETS[@]}"; do
+        args+=(--dataset "$DATA/$ds" --first-stage "${BEST[$ds]}" --index "work/idx-$ds")
+    done
+    log "fine-tune the mixed model on $GENERAL: ${MIXED_SETS[*]}, $MIXED_QUERIES train queries each"
+    $WINNOW finetune "${args[@]}" --out "$MIXED" --base "$GENERAL" --max-queries "$MIXED_QUERIES" \
+        --max-length 256 --tune-depth 20 --eval-fraction 0.05 --eval-steps 150 --tune-max-queries 50
 }
 
 domain() {  # set [extra finetune flags]
@@ -38,10 +63,7 @@ domain() {  # set [extra finetune flags]
         $WINNOW finetune --dataset "$DATA/$ds" --out "$model" --base "$GENERAL" \
             --first-stage "${BEST[$ds]}" --index "work/idx-$ds" --tune-depth 20 "$@"
     fi
-    [[ -f $out ]] && { log "skip $out"; return; }
-    log "evaluate $model on $ds test over ${BEST[$ds]} (weight from its card)"
-    $WINNOW eval --dataset "$DATA/$ds" --split test --first-stage "${BEST[$ds]}" --index "work/idx-$ds" \
-        --depth 10,20 --reranker "$model" --out "$out"
+    evaluate "$ds" "$model" "$out"  # weight from its card
 }
 
 steps=("$@")
@@ -51,7 +73,11 @@ for step in "${steps[@]}"; do
     case $step in
         zeroshot-scifact) zeroshot scifact ;;
         zeroshot-checkthat) zeroshot checkthat2020-task2 ;;
-        zeroshot-arguana) zeroshot arguana ;;
+        zeroshot-arguana) zeroshot arguana --max-queries "$EVAL_QUERIES" ;;
+        zeroshot-tatqa) zeroshot tatqa --max-queries "$EVAL_QUERIES" ;;
+        domain-mixed) mixed ;;
+        mixed-tatqa) evaluate tatqa "$MIXED" "$RESULTS/mixed_zeroshot_tatqa.json" --max-queries "$EVAL_QUERIES" ;;
+        mixed-arguana) evaluate arguana "$MIXED" "$RESULTS/mixed_arguana.json" --max-queries "$EVAL_QUERIES" ;;
         domain-scifact) domain scifact --max-length 256 ;;  # abstracts: ~270 tokens
         domain-checkthat) domain checkthat2020-task2 ;;
         domain-abt-buy) domain abt-buy ;;
