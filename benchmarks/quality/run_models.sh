@@ -9,7 +9,7 @@
 # Steps: zeroshot-scifact zeroshot-checkthat zeroshot-arguana domain-scifact domain-checkthat domain-abt-buy
 #        domain-arguana (default: all, in that order); domain-mixed (one model on the train splits of scifact,
 #        checkthat2020-task2, abt-buy and arguana, each mined with its own best first stage), then
-#        mixed-tatqa mixed-arguana zeroshot-tatqa. Log lines go to stdout; run it under nohup.
+#        mixed-tatqa mixed-financebench mixed-arguana zeroshot-tatqa. Log lines go to stdout; run it under nohup.
 # ArguAna (1,294 test queries of two long arguments) and TAT-QA (1,663) are evaluated on their first
 # EVAL_QUERIES test queries (default 300) to fit 2 CPU cores; the mixed model trains on the first
 # MIXED_QUERIES train queries of each set (default 300). Both are recorded in the reports and cards.
@@ -23,7 +23,8 @@ WINNOW=${WINNOW:-.venv/bin/winnow}
 ZERO_SHOT_WEIGHT=${ZERO_SHOT_WEIGHT:-0.5}  # fixed before any evaluation: equal-weight fusion, not tuned
 
 # best first stage per set (nDCG@10, test; benchmarks/results/first_stages_summary.md)
-declare -A BEST=([scifact]=hybrid [checkthat2020-task2]=dense [arguana]=hybrid [abt-buy]=hybrid [tatqa]=bm25)
+declare -A BEST=([scifact]=hybrid [checkthat2020-task2]=dense [arguana]=hybrid [abt-buy]=hybrid [tatqa]=bm25
+    [financebench]=dense)  # financebench: work/idx-financebench is chunked (winnow index --chunk-words 200)
 EVAL_QUERIES=${EVAL_QUERIES:-300}
 MIXED_QUERIES=${MIXED_QUERIES:-300}
 MIXED=work/domain-mixed
@@ -77,6 +78,7 @@ for step in "${steps[@]}"; do
         zeroshot-tatqa) zeroshot tatqa --max-queries "$EVAL_QUERIES" ;;
         domain-mixed) mixed ;;
         mixed-tatqa) evaluate tatqa "$MIXED" "$RESULTS/mixed_zeroshot_tatqa.json" --max-queries "$EVAL_QUERIES" ;;
+        mixed-financebench) evaluate financebench "$MIXED" "$RESULTS/mixed_zeroshot_financebench.json" ;;
         mixed-arguana) evaluate arguana "$MIXED" "$RESULTS/mixed_arguana.json" --max-queries "$EVAL_QUERIES" ;;
         domain-scifact) domain scifact --max-length 256 ;;  # abstracts: ~270 tokens
         domain-checkthat) domain checkthat2020-task2 ;;
