@@ -501,6 +501,12 @@ def _append_readme(out_dir: Path, card: dict[str, Any]) -> None:
             f"pure reranker {interpolation.get('ndcg_pure_reranker')}, first stage "
             f"{interpolation.get('ndcg_first_stage')}, interpolated {interpolation.get('ndcg_interpolated')})"
         )
+        for name, row in (interpolation.get("per_dataset") or {}).items():
+            lines.append(
+                f"  - {name} alone ({row['queries']} queries) would choose {row['weight']}: first stage "
+                f"{row['ndcg_first_stage']}, pure {row['ndcg_pure_reranker']}, interpolated "
+                f"{row['ndcg_interpolated']}"
+            )
     elif interpolation:  # a weight set by hand, not tuned on a split
         lines.append(f"- interpolation weight {interpolation['weight']} ({interpolation.get('source')})")
     if card.get("command"):
@@ -573,6 +579,12 @@ def tune_interpolation(
         logger.warning("no BEIR source with queries to tune an interpolation weight on; none recorded")
         return None
     tuning = tune_weight(runs, grid=grid, depth=depth)
+    per_dataset = {}
+    if len(runs) > 1:  # a mixed model: one weight is stored, but say what each set would have chosen
+        for name, run in zip(used, runs, strict=True):
+            alone = tune_weight([run], grid=grid, depth=depth).to_dict()
+            keep = ("weight", "queries", "ndcg_first_stage", "ndcg_pure_reranker", "ndcg_interpolated")
+            per_dataset[name.split(" (")[0]] = {key: alone[key] for key in keep}
     tuning.info = {
         "split": ", ".join(used),
         "depth": depth,
@@ -581,6 +593,8 @@ def tune_interpolation(
         ),
         "formula": "w * minmax(reranker) + (1 - w) * minmax(first stage), per query",
     }
+    if per_dataset:
+        tuning.info["per_dataset"] = per_dataset
     return tuning
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerank.finetune import TrainingRecipe, finetune, resolve_base, save_card
+from rerank.finetune import TrainingRecipe, finetune, resolve_base, save_card, tune_interpolation
 from rerank.models import ModelNotFoundError, read_card
 from rerank.training_data import build_training_set, mine_beir
 from retrieval.corpus import load_beir
@@ -222,3 +222,26 @@ def test_save_card_records_a_hand_set_weight_in_card_and_readme(trained, tmp_pat
     readme = (copy / "README.md").read_text()
     assert readme.count("## winnow fine-tuning summary") == 1
     assert "- interpolation weight 0.5 (stated prior)" in readme
+
+
+def test_a_mixed_model_records_what_each_dataset_would_choose(trained, tmp_path):
+    out, _, _ = trained
+    sources = []
+    for name in ("alpha", "beta"):
+        path = write_tiny_beir(tmp_path / name)
+        for split in ("train", "dev"):
+            shutil.copy(path / "qrels" / "test.tsv", path / "qrels" / f"{split}.tsv")
+        sources.append(mine_beir(load_beir(path), "train", hard_negatives=2, skip_top=0))
+    tuning = tune_interpolation(out, build_training_set(sources, min_pairs=0), depth=10)
+    per = tuning.info["per_dataset"]
+    assert set(per) == {"alpha/dev", "beta/dev"}
+    assert sum(row["queries"] for row in per.values()) == tuning.queries == 24
+    pooled = tuning.to_dict()
+    for row in per.values():  # two copies of one set: each alone scores what the pool scores
+        assert row["weight"] == pooled["weight"]
+        assert row["ndcg_interpolated"] == pytest.approx(pooled["ndcg_interpolated"], abs=1e-6)
+        assert row["ndcg_first_stage"] == pytest.approx(pooled["ndcg_first_stage"], abs=1e-6)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    save_card(copy, {**read_card(copy), "interpolation": pooled})
+    assert "alpha/dev alone (12 queries) would choose" in (copy / "README.md").read_text()
