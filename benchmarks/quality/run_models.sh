@@ -78,7 +78,8 @@ for step in "${steps[@]}"; do
         zeroshot-tatqa) zeroshot tatqa --max-queries "$EVAL_QUERIES" ;;
         domain-mixed) mixed ;;
         mixed-tatqa) evaluate tatqa "$MIXED" "$RESULTS/mixed_zeroshot_tatqa.json" --max-queries "$EVAL_QUERIES" ;;
-        mixed-financebench) evaluate financebench "$MIXED" "$RESULTS/mixed_zeroshot_financebench.json" ;;
+        mixed-financebench)  # 10-K pages are long (several windows each): top 10 only, to fit 2 cores
+            evaluate financebench "$MIXED" "$RESULTS/mixed_zeroshot_financebench.json" --depth 10 ;;
         mixed-arguana) evaluate arguana "$MIXED" "$RESULTS/mixed_arguana.json" --max-queries "$EVAL_QUERIES" ;;
         domain-scifact) domain scifact --max-length 256 ;;  # abstracts: ~270 tokens
         domain-checkthat) domain checkthat2020-task2 ;;
