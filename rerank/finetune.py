@@ -571,10 +571,7 @@ def tune_interpolation(
         )
         run.rerank_scores, _, _ = _rerank_pass(engine, queries, hits, show_progress)
         runs.append(run)
-        used.append(
-            f"{source.dataset.name}/{chosen}"
-            + (" (held-apart training queries)" if chosen == "heldout" else "")
-        )
+        used.append(f"{source.dataset.name}/{chosen}")
     if not runs:
         logger.warning("no BEIR source with queries to tune an interpolation weight on; none recorded")
         return None
@@ -584,9 +581,11 @@ def tune_interpolation(
         for name, run in zip(used, runs, strict=True):
             alone = tune_weight([run], grid=grid, depth=depth).to_dict()
             keep = ("weight", "queries", "ndcg_first_stage", "ndcg_pure_reranker", "ndcg_interpolated")
-            per_dataset[name.split(" (")[0]] = {key: alone[key] for key in keep}
+            per_dataset[name] = {key: alone[key] for key in keep}
     tuning.info = {
-        "split": ", ".join(used),
+        "split": ", ".join(
+            name + (" (held-apart training queries)" if name.endswith("/heldout") else "") for name in used
+        ),
         "depth": depth,
         "first_stage": ", ".join(
             sorted({str(s.info.get("first_stage")) for s in training_set.sources if s.kind == "beir"})

@@ -1,6 +1,6 @@
 """What the queries a reranker hurt have in common: per-query nDCG@10 of a ``winnow eval`` report, grouped by
 the query metadata a BEIR set carries (TAT-QA: ``answer_from``, ``answer_type``; FinanceBench:
-``question_type``, ``question_reasoning``) and by simple text traits (length, digits, years).
+``question_type``, ``question_reasoning``) and by simple text traits (length in words, naming a year).
 
     python benchmarks/quality/hurt_queries.py benchmarks/results/mixed_zeroshot_tatqa.json \\
         ../shared/datasets/tatqa --fields answer_from answer_type

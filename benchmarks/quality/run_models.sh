@@ -32,12 +32,12 @@ MIXED_SETS=(scifact checkthat2020-task2 abt-buy arguana)
 
 log() { echo "$(date -u +%H:%M:%S) $*"; }
 
-evaluate() {  # set reranker report [extra eval flags]
-    local ds=$1 model=$2 out=$3; shift 3
+evaluate() {  # set reranker report [extra eval flags]; DEPTH=10 evaluate ... reranks fewer candidates
+    local ds=$1 model=$2 out=$3 depth=${DEPTH:-10,20}; shift 3
     [[ -f $out ]] && { log "skip $out"; return; }
     log "evaluate $model on $ds test over ${BEST[$ds]} $*"
     $WINNOW eval --dataset "$DATA/$ds" --split test --first-stage "${BEST[$ds]}" --index "work/idx-$ds" \
-        --depth 10,20 --reranker "$model" --out "$out" "$@"
+        --depth "$depth" --reranker "$model" --out "$out" "$@"
 }
 
 zeroshot() {  # set [extra eval flags]
@@ -79,7 +79,7 @@ for step in "${steps[@]}"; do
         domain-mixed) mixed ;;
         mixed-tatqa) evaluate tatqa "$MIXED" "$RESULTS/mixed_zeroshot_tatqa.json" --max-queries "$EVAL_QUERIES" ;;
         mixed-financebench)  # 10-K pages are long (several windows each): top 10 only, to fit 2 cores
-            evaluate financebench "$MIXED" "$RESULTS/mixed_zeroshot_financebench.json" --depth 10 ;;
+            DEPTH=10 evaluate financebench "$MIXED" "$RESULTS/mixed_zeroshot_financebench.json" ;;
         mixed-arguana) evaluate arguana "$MIXED" "$RESULTS/mixed_arguana.json" --max-queries "$EVAL_QUERIES" ;;
         domain-scifact) domain scifact --max-length 256 ;;  # abstracts: ~270 tokens
         domain-checkthat) domain checkthat2020-task2 ;;
