@@ -43,7 +43,14 @@ def _add_reranker_options(parser: argparse.ArgumentParser) -> None:
         "--max-length",
         type=positive_int,
         default=None,
-        help="reranker tokens per (query, document) window (default: the model's, at most 512)",
+        help="reranker tokens per (query, document) pair (default: the model's, at most 512)",
+    )
+    parser.add_argument(
+        "--windows",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score documents longer than a pair leaves room for by their best overlapping window, or "
+        "truncate them (--no-windows); default: what the model's card chose on a dev split, else windows",
     )
     parser.add_argument(
         "--backend",
@@ -407,6 +414,7 @@ def _load_reranker(name: str | None, args: argparse.Namespace, show_progress: bo
         device=args.device,
         show_progress=show_progress,
         max_length=getattr(args, "max_length", None),
+        windows=getattr(args, "windows", None),
         backend=getattr(args, "backend", None) or "torch",
     )
     engine.load()

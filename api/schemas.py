@@ -196,7 +196,7 @@ class CohereRerankRequest(BaseModel):
     max_tokens_per_doc: int | None = Field(
         None,
         ge=1,
-        description="accepted for compatibility and ignored: winnow reads each document whole, in windows",
+        description="accepted for compatibility and ignored: the server's max length and windows apply",
     )
     return_documents: bool = Field(False, description="v1: echo each document in its result")
 

@@ -227,5 +227,5 @@ def _load_reranker(settings: WinnowSettings):
         )
         return None
     return CrossEncoderEngine(
-        name, device=settings.device, backend=settings.backend, show_progress=False
+        name, device=settings.device, backend=settings.backend, windows=settings.windows, show_progress=False
     ).load()

@@ -82,6 +82,11 @@ class WinnowSettings(BaseSettings):
         description="reranker runtime: torch, or ONNX Runtime on CPU (onnx: same scores; onnx-int8: about 2x "
         "faster, reorders near-ties; check its nDCG first)",
     )
+    windows: bool | None = Field(
+        None,
+        description="score long documents by their best overlapping window (true) or truncate them (false); "
+        "default: what the model's card chose on a dev split, else windows",
+    )
     factory: str = Field("Flat", description="faiss factory for a new index (when `index` does not exist)")
 
     # -- server

@@ -2,8 +2,9 @@
 
 Any ``AutoModelForSequenceClassification`` folder or hub name works, which includes every folder that
 sentence-transformers' ``CrossEncoder.save`` writes. Scores are raw logits unless an activation is chosen.
-Documents longer than the room a pair leaves them are split into overlapping windows, each window is scored as
-its own pair, and a document's score is the maximum over its windows.
+Documents longer than the room a pair leaves them are split into overlapping windows, each window is scored
+as its own pair, and a document's score is the maximum over its windows; or they are truncated
+(``windows=False``, or a model card that chose truncation on its dev split).
 """
 
 from __future__ import annotations
@@ -153,7 +154,10 @@ class CrossEncoderEngine:
     :param batch_size: most pairs per forward pass; None = 32 on CPU, 256 on an accelerator. Batches are also
         capped at ``max_batch_tokens`` padded tokens (None = 8192 on CPU, 65536 on an accelerator).
     :param windows: split documents longer than the room a pair leaves them into overlapping windows and
-        score a document by its best window; False truncates them.
+        score a document by its best window (True), or truncate them as sentence-transformers'
+        ``CrossEncoder`` does (False). None: what the model's card chose on a dev split (``"windows"``), else
+        True. Which is better depends on model and data (benchmarks/quality/README.md: windows win on SciFact
+        abstracts with short claims, truncation wins on ArguAna's argument pairs).
     :param window_stride: tokens between window starts; None = three quarters of the room for the document
         (windows overlap by a quarter). Clamped to that room.
     :param max_windows: most windows per document; a longer document gets ``max_windows`` evenly spread
@@ -179,7 +183,7 @@ class CrossEncoderEngine:
         dtype: str = "auto",
         max_length: int | None = None,
         batch_size: int | None = None,
-        windows: bool = True,
+        windows: bool | None = None,
         window_stride: int | None = None,
         max_windows: int | None = 16,
         activation: str | None = None,
@@ -223,7 +227,7 @@ class CrossEncoderEngine:
         self._batch_size = batch_size or (_CPU_BATCH if on_cpu else _ACCEL_BATCH)
         self._max_batch_tokens = max_batch_tokens or (_CPU_BATCH_TOKENS if on_cpu else _ACCEL_BATCH_TOKENS)
         self._requested_max_length = max_length
-        self._windows = bool(windows)
+        self._windows_arg = None if windows is None else bool(windows)
         self._window_stride = window_stride
         self._max_windows = max_windows
         self._activation = key
@@ -270,6 +274,15 @@ class CrossEncoderEngine:
         self.load()
         assert self._max_length is not None
         return self._max_length
+
+    @property
+    def windows(self) -> bool:
+        """Whether long documents are scored by their best window (True) or truncated (False): the argument,
+        else the card's choice, else True."""
+        if self._windows_arg is not None:
+            return self._windows_arg
+        chosen = (self.card or {}).get("windows")
+        return chosen if isinstance(chosen, bool) else True
 
     @property
     def activation(self) -> str:
@@ -358,7 +371,7 @@ class CrossEncoderEngine:
             self._device,
             str(self._dtype).removeprefix("torch."),
             max_length,
-            self._windows,
+            self.windows,
         )
 
     def _onnx_session(self, model: Any, tokenizer: Any) -> tuple[Any, tuple[str, ...]]:
@@ -530,7 +543,7 @@ class CrossEncoderEngine:
         for pair, (q_index, ids) in enumerate(zip(query_of, doc_ids, strict=True)):
             q_ids = query_ids[q_index]
             budget = doc_budget(len(q_ids), self._max_length, num_special)
-            if self._windows:
+            if self.windows:
                 stride = self._stride(budget)
                 spans = window_spans(len(ids), budget, stride, self._max_windows)
                 capped += _capped(len(ids), budget, stride, self._max_windows)
@@ -631,7 +644,7 @@ class CrossEncoderEngine:
         return (
             f"{type(self).__name__}(model={self._model_name!r}, device={self._device!r}, "
             f"dtype={str(self._dtype).removeprefix('torch.')}, backend={self._backend!r}, "
-            f"windows={self._windows}, loaded={self.is_loaded})"
+            f"windows={self.windows}, loaded={self.is_loaded})"
         )
 
 

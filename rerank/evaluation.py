@@ -430,4 +430,7 @@ def _resolve_reranker(reranker: str | Scorer | None, device: str | None) -> tupl
             value = str(value).removeprefix("torch.")  # torch.dtype -> "bfloat16"
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             info[key] = value
+    windows = getattr(reranker, "windows", None)
+    if isinstance(windows, bool):
+        info["windows"] = windows
     return reranker, info

@@ -25,7 +25,8 @@ class WinnowRanker:
     """Reranks documents by the relevance a cross-encoder gives each (query, document) pair.
 
     Documents longer than the model's maximum length are split into overlapping windows and scored by their
-    best window (see :class:`rerank.engine.CrossEncoderEngine`), so the end of a long page still counts.
+    best window (see :class:`rerank.engine.CrossEncoderEngine`), so the end of a long page still counts,
+    unless ``windows=False`` or the model's card chose truncation on its dev split.
     Unlike Haystack's stock rankers, run-time values are honoured even when falsy: ``top_k=0`` returns no
     documents, ``scale_score=False`` returns raw logits and ``score_threshold=0.0`` drops negative scores.
 
@@ -65,7 +66,7 @@ class WinnowRanker:
         scale_score: bool = True,
         score_threshold: float | None = None,
         max_length: int | None = None,
-        windows: bool = True,
+        windows: bool | None = None,
         batch_size: int | None = None,
         interpolation_weight: float | None = None,
     ) -> None:
@@ -83,7 +84,8 @@ class WinnowRanker:
         :param scale_score: If True, scores are the sigmoid of the raw logits, in (0, 1); else raw logits.
         :param score_threshold: If set, documents scoring below it (after scaling, if any) are dropped.
         :param max_length: Tokens per (query, window) pair; None = the model's maximum, capped at 512.
-        :param windows: If True, long documents are scored by their best window; if False, truncated.
+        :param windows: If True, long documents are scored by their best window; if False, truncated. None
+            uses what the model's card chose on a dev split, else windows.
         :param batch_size: Most pairs per forward pass; None = the engine's default for the device.
         :param interpolation_weight: Combine per-query min-max-normalised reranker scores with the incoming
             documents' (first-stage) scores as ``w * rerank + (1 - w) * first_stage``. None uses the weight

@@ -64,6 +64,11 @@ domain() {  # set [extra finetune flags]; DOMAIN_EVAL="flags" domain ... passes 
         $WINNOW finetune --dataset "$DATA/$ds" --out "$model" --base "$GENERAL" \
             --first-stage "${BEST[$ds]}" --index "work/idx-$ds" --tune-depth 20 "$@"
     fi
+    if [[ -n ${RETUNE_QUERIES:-} ]] && ! grep -q '"windows"' "$model/winnow.json"; then
+        log "choose windows or truncation and the weight of $model on the first $RETUNE_QUERIES dev queries"
+        .venv/bin/python benchmarks/quality/retune_weight.py "$model" "$DATA/$ds" --split dev \
+            --first-stage "${BEST[$ds]}" --index "work/idx-$ds" --depth 20 --max-queries "$RETUNE_QUERIES"
+    fi
     # shellcheck disable=SC2086  # DOMAIN_EVAL is a list of flags
     evaluate "$ds" "$model" "$out" ${DOMAIN_EVAL:-}  # weight from its card
 }
@@ -87,7 +92,8 @@ for step in "${steps[@]}"; do
         domain-abt-buy) domain abt-buy ;;
         domain-arguana)  # 2,014 train queries of two ~200-word arguments: a small held-apart part, few evaluations,
             # the weight tuned on the first 100 dev queries, the test split's first EVAL_QUERIES
-            DOMAIN_EVAL="--max-queries $EVAL_QUERIES" domain arguana --max-length 256 --eval-fraction 0.03 \
+            # (retune_weight.py then picks truncation over best-window scoring, and the weight, on 100 dev queries)
+            RETUNE_QUERIES=100 DOMAIN_EVAL="--max-queries $EVAL_QUERIES" domain arguana --max-length 256 --eval-fraction 0.03 \
                 --eval-steps 200 --tune-max-queries 100 ;;
         *) echo "unknown step $step" >&2; exit 2 ;;
     esac

@@ -397,3 +397,10 @@ def test_onnx_backend_serves_the_same_ranking(make_settings, tiny_cross_encoder_
     np.testing.assert_allclose(
         [r["relevance_score"] for r in got], [r["relevance_score"] for r in expected], atol=1e-4
     )
+
+
+def test_windows_setting_reaches_the_engine(make_settings):
+    with TestClient(create_app(make_settings(windows=False))) as c:
+        assert c.app.state.service.engine.windows is False
+    with TestClient(create_app(make_settings())) as c:
+        assert c.app.state.service.engine.windows is True  # no card, no setting: windows

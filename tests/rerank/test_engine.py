@@ -169,8 +169,9 @@ def test_long_document_relevant_only_at_end_ranks_first_with_windows(
     model_path: str, token_ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ):
     docs = ["apple", "cherry", _long_doc_with_banana_at_end(), "the apple", "net income"]
-    on = CrossEncoderEngine(model_path, device="cpu").load()
+    on = CrossEncoderEngine(model_path, device="cpu", windows=True).load()
     off = CrossEncoderEngine(model_path, device="cpu", windows=False).load()
+    assert on.windows and not off.windows
     for eng in (on, off):
         monkeypatch.setattr(eng, "_forward", _token_stub(token_ids["banana"]))
 
@@ -181,11 +182,30 @@ def test_long_document_relevant_only_at_end_ranks_first_with_windows(
     assert scores_off[2] == -5.0  # truncated at 512 tokens: the end is lost
 
 
+def test_windows_default_follows_the_model_card(
+    tmp_path, model_path: str, token_ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
+):
+    import json
+    import shutil
+
+    folder = tmp_path / "truncating"
+    shutil.copytree(model_path, folder)
+    (folder / "winnow.json").write_text(json.dumps({"windows": False}))
+    carded = CrossEncoderEngine(str(folder), device="cpu").load()
+    assert not carded.windows  # the card chose truncation on its dev split
+    assert CrossEncoderEngine(str(folder), device="cpu", windows=True).windows  # the argument wins
+    assert CrossEncoderEngine(model_path, device="cpu").windows  # no card: windows
+    monkeypatch.setattr(carded, "_forward", _token_stub(token_ids["banana"]))
+    assert carded.score("fruit question", [_long_doc_with_banana_at_end()])[0] == -5.0  # truncated
+
+
 def test_window_count_and_max_pooling(
     model_path: str, token_ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ):
     max_length, num_special, query = 40, 3, "apple"
-    eng = CrossEncoderEngine(model_path, device="cpu", max_length=max_length, window_stride=20).load()
+    eng = CrossEncoderEngine(
+        model_path, device="cpu", max_length=max_length, windows=True, window_stride=20
+    ).load()
     calls: list = []
     monkeypatch.setattr(eng, "_forward", _counting_stub(token_ids["banana"], calls))
     # 200 tokens: one banana near the start, three in the middle
@@ -211,7 +231,7 @@ def test_max_windows_caps_rows_and_keeps_the_end(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ):
-    eng = CrossEncoderEngine(model_path, device="cpu", max_length=32, max_windows=3).load()
+    eng = CrossEncoderEngine(model_path, device="cpu", max_length=32, windows=True, max_windows=3).load()
     calls: list = []
     monkeypatch.setattr(eng, "_forward", _counting_stub(token_ids["banana"], calls))
     with caplog.at_level("DEBUG", logger="rerank.engine"):
@@ -222,7 +242,7 @@ def test_max_windows_caps_rows_and_keeps_the_end(
 
 
 def test_query_is_truncated_to_half_the_window(model_path: str, token_ids: dict[str, int], monkeypatch):
-    eng = CrossEncoderEngine(model_path, device="cpu", max_length=23).load()
+    eng = CrossEncoderEngine(model_path, device="cpu", max_length=23, windows=True).load()
     calls: list = []
     monkeypatch.setattr(eng, "_forward", _counting_stub(token_ids["banana"], calls))
     scores = eng.score("the " * 100, ["the " * 30 + "banana"])

@@ -392,5 +392,7 @@ def test_report_records_how_the_engine_ran(dataset, tiny_cross_encoder_path):
     assert report["reranker"]["model"] == tiny_cross_encoder_path
     assert (report["reranker"]["backend"], report["reranker"]["dtype"]) == ("torch", "bfloat16")
     assert report["reranker"]["max_length"] == 64
+    assert report["reranker"]["windows"] is True  # no card, no argument: windows
     _, plain = _report(dataset, RandomScorer(seed=1), depths=[3])
     assert "backend" not in plain["reranker"] and "dtype" not in plain["reranker"]
+    assert "windows" not in plain["reranker"]

@@ -109,6 +109,7 @@ def test_to_dict_mirrors_init_and_round_trips(model_path: str):
 
     defaults = WinnowRanker(model=model_path).to_dict()["init_parameters"]
     assert defaults["top_k"] == 10 and defaults["scale_score"] is True and defaults["score_threshold"] is None
+    assert defaults["windows"] is None  # the model card's choice, else windows
 
 
 def test_component_device_round_trips(model_path: str):
