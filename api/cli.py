@@ -168,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also report the reranker interpolated with the first stage at this weight in [0, 1] "
         "(default: the weight in the reranker's winnow.json card, if any)",
     )
+    p.add_argument(
+        "--titles",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the reranker reads 'title. text' (default) or the text alone (--no-titles: for sets whose "
+        "titles exist on the test split only, such as arguana, with a model trained without them)",
+    )
     _add_reranker_options(p)
     _add_common(p)
 
@@ -504,6 +511,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_queries=args.max_queries,
         show_progress=not args.json,
         interpolation_weight=args.interpolation_weight,
+        rerank_titles=args.titles,
     )
     _emit(report, args.json, Path(report["files"]["markdown"]).read_text(encoding="utf-8").rstrip("\n"))
     return 0

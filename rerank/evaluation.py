@@ -295,6 +295,7 @@ def run_evaluation(
     max_queries: int | None = None,
     show_progress: bool | None = None,
     interpolation_weight: float | None = None,
+    rerank_titles: bool = True,
 ) -> EvalRun:
     """Retrieve once at ``max(depths)`` for every judged query of ``split``, rerank those candidates once.
 
@@ -306,6 +307,8 @@ def run_evaluation(
     :param interpolation_weight: weight of the interpolated reranker reported next to the pure one; None
         takes the one the reranker's model card records (none: only the pure reranker is reported).
     :param show_progress: progress bars; None shows them when this module logs at INFO or lower.
+    :param rerank_titles: the reranker reads ``title. text`` (True) or the text alone, e.g. where only the
+        test split's documents have titles, as in arguana, and the model was trained without them.
     """
     depth_list = parse_depths(depths)
     max_depth = depth_list[-1]
@@ -349,8 +352,10 @@ def run_evaluation(
         self_hits_removed=removed,
     )
     if scorer is not None:
-        run.rerank_scores, run.rerank_ms, run.pairs = _rerank_pass(scorer, queries, hits, show_progress)
-        run.reranker_info = rr_info
+        run.rerank_scores, run.rerank_ms, run.pairs = _rerank_pass(
+            scorer, queries, hits, show_progress, titles=rerank_titles
+        )
+        run.reranker_info = {**rr_info, "titles": rerank_titles}
         run.interpolation_weight = scorer_weight(scorer, interpolation_weight)
         if run.interpolation_weight is not None:
             run.interpolation_source = "argument" if interpolation_weight is not None else "model card"
@@ -385,9 +390,14 @@ def _first_stage_pass(
 
 
 def _rerank_pass(
-    scorer: Scorer, queries: dict[str, str], hits: dict[str, list[Hit]], show_progress: bool
+    scorer: Scorer,
+    queries: dict[str, str],
+    hits: dict[str, list[Hit]],
+    show_progress: bool,
+    titles: bool = True,
 ) -> tuple[dict[str, dict[str, float]], list[float], int]:
-    """Score every query's candidates once; per-query latency and the number of pairs scored."""
+    """Score every query's candidates once (``title. text``, or the text alone); per-query latency and the
+    number of pairs scored."""
     scores: dict[str, dict[str, float]] = {}
     timings: list[float] = []
     pairs = 0
@@ -397,7 +407,7 @@ def _rerank_pass(
         if not row:
             scores[qid] = {}
             continue
-        docs = [h.full_text() for h in row]
+        docs = [h.full_text() if titles else h.text for h in row]
         start = time.perf_counter()
         values = np.asarray(scorer.score(text, docs), dtype=np.float64).reshape(-1)
         timings.append((time.perf_counter() - start) * 1000)

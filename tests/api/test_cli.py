@@ -139,7 +139,7 @@ def test_eval_end_to_end_writes_report_runs_and_compares(
         "--windows",
     ]
     report = _run_json(capsys, [*argv, "--save-runs", str(tmp_path / "runs"), "--json"])
-    assert report["reranker"]["windows"] is True
+    assert report["reranker"]["windows"] is True and report["reranker"]["titles"] is True
     assert report["queries"] == 12 and report["depth"] == 10 and set(report["depths"]) == {"2", "10"}
     assert report["reranker"]["model"] == tiny_cross_encoder_path and report["latency_ms"]["device"] == "cpu"
     assert (report["reranker"]["max_length"], report["reranker"]["backend"]) == (48, "torch")

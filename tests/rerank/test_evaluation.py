@@ -396,3 +396,29 @@ def test_report_records_how_the_engine_ran(dataset, tiny_cross_encoder_path):
     _, plain = _report(dataset, RandomScorer(seed=1), depths=[3])
     assert "backend" not in plain["reranker"] and "dtype" not in plain["reranker"]
     assert "windows" not in plain["reranker"]
+
+
+class RecordingScorer:
+    """Scores documents by length and keeps every text it was given."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def score(self, query, documents):
+        self.seen.extend(documents)
+        return [float(len(d)) for d in documents]
+
+
+def test_reranker_reads_the_text_alone_without_titles(dataset):
+    import dataclasses
+
+    titled = dataclasses.replace(
+        dataset, corpus=[dataclasses.replace(p, title=f"debate {p.id}") for p in dataset.corpus]
+    )
+    texts = {p.text for p in titled.corpus}
+    with_titles, without = RecordingScorer(), RecordingScorer()
+    _, report = _report(titled, with_titles, depths=[5])
+    _, bare = _report(titled, without, depths=[5], rerank_titles=False)
+    assert report["reranker"]["titles"] is True and bare["reranker"]["titles"] is False
+    assert with_titles.seen and all(doc.startswith("debate ") for doc in with_titles.seen)
+    assert without.seen and all(doc in texts for doc in without.seen)
