@@ -58,7 +58,7 @@ mixed() {  # train the mixed domain model
 
 domain() {  # set [extra finetune flags]; DOMAIN_EVAL="flags" domain ... passes extra eval flags
     local ds=$1; shift
-    local model=work/domain-$ds out=$RESULTS/domain_$ds.json
+    local model=work/domain-$ds out=${DOMAIN_OUT:-$RESULTS/domain_$ds.json}
     if [[ ! -f $model/winnow.json ]]; then
         log "fine-tune $ds on $GENERAL"
         $WINNOW finetune --dataset "$DATA/$ds" --out "$model" --base "$GENERAL" \
@@ -92,8 +92,10 @@ for step in "${steps[@]}"; do
         domain-abt-buy) domain abt-buy ;;
         domain-arguana)  # 2,014 train queries of two ~200-word arguments: a small held-apart part, few evaluations,
             # the weight tuned on the first 100 dev queries, the test split's first EVAL_QUERIES
-            # (retune_weight.py then picks truncation over best-window scoring, and the weight, on 100 dev queries)
-            RETUNE_QUERIES=100 DOMAIN_EVAL="--max-queries $EVAL_QUERIES" domain arguana --max-length 256 --eval-fraction 0.03 \
+            # (retune_weight.py then picks truncation over best-window scoring, and the weight, on 100 dev queries);
+            # only arguana's test documents have titles (SOURCE.md), so the reranker reads the text alone on test
+            DOMAIN_OUT=$RESULTS/domain_arguana_notitles.json RETUNE_QUERIES=100 \
+                DOMAIN_EVAL="--max-queries $EVAL_QUERIES --no-titles" domain arguana --max-length 256 --eval-fraction 0.03 \
                 --eval-steps 200 --tune-max-queries 100 ;;
         *) echo "unknown step $step" >&2; exit 2 ;;
     esac
