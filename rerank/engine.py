@@ -540,10 +540,11 @@ class CrossEncoderEngine:
         rows: list[tuple[list[int], list[int]]] = []
         owner: list[int] = []
         capped = 0
+        windows = self.windows  # resolved once per call, not per pair
         for pair, (q_index, ids) in enumerate(zip(query_of, doc_ids, strict=True)):
             q_ids = query_ids[q_index]
             budget = doc_budget(len(q_ids), self._max_length, num_special)
-            if self.windows:
+            if windows:
                 stride = self._stride(budget)
                 spans = window_spans(len(ids), budget, stride, self._max_windows)
                 capped += _capped(len(ids), budget, stride, self._max_windows)

@@ -24,7 +24,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from rerank.interpolation import DEFAULT_GRID, WeightTuning, tune_weight
+from rerank.interpolation import DEFAULT_GRID, FORMULA, WeightTuning, tune_weight
 from rerank.models import (
     CARD_FILE,
     DEFAULT_RERANKER,
@@ -590,7 +590,7 @@ def tune_interpolation(
         "first_stage": ", ".join(
             sorted({str(s.info.get("first_stage")) for s in training_set.sources if s.kind == "beir"})
         ),
-        "formula": "w * minmax(reranker) + (1 - w) * minmax(first stage), per query",
+        "formula": FORMULA,
     }
     if per_dataset:
         tuning.info["per_dataset"] = per_dataset

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_GRID",
+    "FORMULA",
     "WeightTuning",
     "check_weight",
     "interpolate",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+FORMULA = "w * minmax(reranker) + (1 - w) * minmax(first stage), per query"  # as recorded in model cards
 _MEASURE = ir_measures.nDCG @ 10
 
 Ranked = list[tuple[str, float]]

@@ -19,7 +19,7 @@ from pathlib import Path
 from rerank.engine import CrossEncoderEngine
 from rerank.evaluation import run_evaluation
 from rerank.finetune import save_card
-from rerank.interpolation import tune_weight
+from rerank.interpolation import FORMULA, tune_weight
 from retrieval.corpus import load_beir
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": f"{dataset.name}/{args.split}",
         "depth": args.depth,
         "first_stage": args.first_stage,
-        "formula": "w * minmax(reranker) + (1 - w) * minmax(first stage), per query",
+        "formula": FORMULA,
         "by_windows": {str(w).lower(): t.to_dict() for w, t in tunings.items()},
     }
     new = tuning.to_dict()
