@@ -525,20 +525,22 @@ def tune_interpolation(
     device: str | None = None,
     show_progress: bool = False,
     grid: Sequence[float] = DEFAULT_GRID,
+    windows: bool | None = None,
 ) -> WeightTuning | None:
     """Tune the interpolation weight of the model in ``model_dir`` over its BEIR sources' first stages.
 
     For each BEIR source, with ``split="auto"``: its dev split when it has one it was not trained on, else
     the queries held apart from its training split; a named split (never ``test``) or ``"heldout"`` forces
     one. Candidates come from the same first stage that mined the negatives. Returns None when no source
-    has queries to tune on (pairs files have no first stage).
+    has queries to tune on (pairs files have no first stage). ``windows`` as in
+    :class:`~rerank.engine.CrossEncoderEngine` (None: the model card's choice, else best-window scoring).
     """
     from rerank.engine import CrossEncoderEngine
     from rerank.evaluation import EvalRun, _first_stage_pass, _rerank_pass
 
     if split == "test":
         raise ValueError("never tune on a test split: use dev, heldout or auto")
-    engine = CrossEncoderEngine(str(model_dir), device=device)
+    engine = CrossEncoderEngine(str(model_dir), device=device, windows=windows)
     runs: list[EvalRun] = []
     used: list[str] = []
     for source in training_set.sources:

@@ -100,9 +100,12 @@ class TrainingSet:
     dropped_negatives: int = 0
     duplicates: int = 0
     seed: int = 42
+    eval_fraction: float = 0.1
 
     def summary(self) -> dict[str, Any]:
         return {
+            "seed": self.seed,
+            "eval_fraction": self.eval_fraction,
             "train_pairs": len(self.train),
             "train_positives": sum(1 for p in self.train if p.label > 0),
             "train_queries": len({p.query for p in self.train}),
@@ -376,6 +379,7 @@ def mine_beir(
         "hard_negatives": hard_negatives,
         "skip_top": skip_top,
         "random_negatives": random_negatives,
+        "max_queries": max_queries,
         "hard_negative_pairs": n_hard,
         "random_negative_pairs": n_random,
     }
@@ -504,4 +508,5 @@ def build_training_set(
         dropped_negatives=dropped,
         duplicates=duplicates,
         seed=seed,
+        eval_fraction=eval_fraction,
     )

@@ -7,6 +7,10 @@ windows). Never on a test split. The card's earlier tuning is kept as ``interpol
 
     python benchmarks/quality/retune_weight.py work/domain-arguana ../shared/datasets/arguana \
         --split dev --first-stage hybrid --index work/idx-arguana --depth 20 --max-queries 100
+
+A set without a dev split (scifact) uses ``--split heldout``: the queries ``winnow finetune`` held apart
+from its training split, rebuilt from the card (source, mining settings, seed, held-apart share) and checked
+against the card's count, searched with the first stage that mined them.
 """
 
 from __future__ import annotations
@@ -18,9 +22,57 @@ from pathlib import Path
 
 from rerank.engine import CrossEncoderEngine
 from rerank.evaluation import run_evaluation
-from rerank.finetune import save_card
-from rerank.interpolation import FORMULA, tune_weight
-from retrieval.corpus import load_beir
+from rerank.finetune import save_card, tune_interpolation
+from rerank.interpolation import FORMULA, WeightTuning, tune_weight
+from rerank.training_data import TrainingSet, build_training_set, mine_beir
+from retrieval.corpus import Dataset, load_beir
+
+
+def _dev_tuning(model: str, dataset: Dataset, args: argparse.Namespace, windows: bool) -> WeightTuning:
+    engine = CrossEncoderEngine(model, windows=windows).load()
+    run = run_evaluation(
+        dataset,
+        args.split,
+        first_stage=args.first_stage,
+        index=args.index,
+        reranker=engine,
+        depths=[args.depth],
+        max_queries=args.max_queries,
+        interpolation_weight=1.0,
+    )
+    tuning = tune_weight([run], depth=args.depth)
+    split = f"{dataset.name}/{args.split}"
+    tuning.info = {"split": split, "depth": args.depth, "first_stage": args.first_stage}
+    return tuning
+
+
+def rebuild_training_set(
+    card: dict, dataset: Dataset, index: str | None, eval_fraction: float
+) -> TrainingSet:
+    """The training set ``winnow finetune`` built for a one-dataset model, from its card's settings."""
+    sources = card["data"]["sources"]
+    if len(sources) != 1 or sources[0].get("kind") != "beir":
+        raise SystemExit("--split heldout needs a model trained on one BEIR dataset")
+    source, seed = sources[0], card["recipe"]["seed"]
+    mined = mine_beir(
+        dataset,
+        source["split"],
+        first_stage=source["first_stage"],
+        hard_negatives=source["hard_negatives"],
+        skip_top=source["skip_top"],
+        random_negatives=source["random_negatives"],
+        seed=seed,
+        index=index,
+        max_queries=source.get("max_queries"),  # cards before it was recorded: models trained on all queries
+    )
+    fraction = card["data"].get("eval_fraction", eval_fraction)
+    training_set = build_training_set([mined], eval_fraction=fraction, seed=seed)
+    if len(training_set.eval_queries) != card["data"]["eval_queries"]:
+        raise SystemExit(
+            f"rebuilt {len(training_set.eval_queries)} held-apart queries, the card says "
+            f"{card['data']['eval_queries']}: pass the --eval-fraction the model was trained with"
+        )
+    return training_set
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", default=None)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--max-queries", type=int, default=None)
+    parser.add_argument(
+        "--eval-fraction", type=float, default=0.1, help="held-apart share, when the card does not record it"
+    )
     args = parser.parse_args(argv)
     if args.split == "test":
         parser.error("never tune on a test split")
@@ -39,27 +94,30 @@ def main(argv: list[str] | None = None) -> int:
     card_path = Path(args.model) / "winnow.json"
     card = json.loads(card_path.read_text())
     dataset = load_beir(args.dataset)
-    tunings = {}
+    training_set = None
+    if args.split == "heldout":
+        training_set = rebuild_training_set(card, dataset, args.index, args.eval_fraction)
+    tunings: dict[bool, WeightTuning] = {}
     for windows in (True, False):
-        engine = CrossEncoderEngine(args.model, windows=windows).load()
-        run = run_evaluation(
-            dataset,
-            args.split,
-            first_stage=args.first_stage,
-            index=args.index,
-            reranker=engine,
-            depths=[args.depth],
-            max_queries=args.max_queries,
-            interpolation_weight=1.0,
-        )
-        tunings[windows] = tune_weight([run], depth=args.depth)
+        if training_set is None:
+            tunings[windows] = _dev_tuning(args.model, dataset, args, windows)
+        else:
+            found = tune_interpolation(
+                args.model,
+                training_set,
+                split="heldout",
+                depth=args.depth,
+                max_queries=args.max_queries,
+                windows=windows,
+                show_progress=True,
+            )
+            assert found is not None  # a BEIR source always has held-apart queries here
+            tunings[windows] = found
         logging.info("windows=%s: %s", windows, json.dumps(tunings[windows].to_dict()))
     windows = max(tunings, key=lambda w: (tunings[w].best, w))
     tuning = tunings[windows]
     tuning.info = {
-        "split": f"{dataset.name}/{args.split}",
-        "depth": args.depth,
-        "first_stage": args.first_stage,
+        **tuning.info,
         "formula": FORMULA,
         "by_windows": {str(w).lower(): t.to_dict() for w, t in tunings.items()},
     }

@@ -257,6 +257,24 @@ def test_split_is_by_query_and_seeded(tmp_path):
         assert sample["positive"] and len(sample["documents"]) >= 2
 
 
+def test_summary_records_what_rebuilds_the_held_apart_split(tmp_path):
+    # a card's data summary must be enough to rebuild the same held-apart queries later (to tune on them)
+    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    source = mine_beir(dataset, "train", hard_negatives=1, max_queries=10)
+    built = build_training_set([source], eval_fraction=0.25, seed=7, min_pairs=0)
+    summary = built.summary()
+    assert (summary["seed"], summary["eval_fraction"]) == (7, 0.25)
+    assert summary["sources"][0]["max_queries"] == 10
+    settings = summary["sources"][0]
+    again = build_training_set(
+        [mine_beir(dataset, settings["split"], hard_negatives=3, max_queries=settings["max_queries"])],
+        eval_fraction=summary["eval_fraction"],
+        seed=summary["seed"],
+        min_pairs=0,
+    )
+    assert again.eval_queries == built.eval_queries  # negatives count does not move the split
+
+
 def test_tiny_set_warns_with_its_size(tmp_path, caplog):
     path = tmp_path / "two.jsonl"
     path.write_text(
