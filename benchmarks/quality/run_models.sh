@@ -7,8 +7,9 @@
 #   GENERAL=work/general-s2/final bash benchmarks/quality/run_models.sh [step ...]
 #
 # Steps: zeroshot-scifact zeroshot-checkthat zeroshot-arguana domain-scifact domain-checkthat domain-abt-buy
-#        domain-arguana (default: all, in that order); domain-mixed (one model on the train splits of scifact,
-#        checkthat2020-task2, abt-buy and arguana, each mined with its own best first stage), then
+#        domain-arguana (default: all, in that order); domain-scifact-retuned domain-scifact-n8 (see their comments);
+#        domain-mixed (one model on the train splits of scifact, checkthat2020-task2, abt-buy and arguana, each
+#        mined with its own best first stage), then
 #        mixed-tatqa mixed-financebench mixed-arguana zeroshot-tatqa. Log lines go to stdout; run it under nohup.
 # ArguAna (1,294 test queries of two long arguments) and TAT-QA (1,663) are evaluated on their first
 # EVAL_QUERIES test queries (default 300) to fit 2 CPU cores; the mixed model trains on the first
@@ -56,19 +57,25 @@ mixed() {  # train the mixed domain model
         --max-length 256 --tune-depth 20 --eval-fraction 0.05 --eval-steps 150 --tune-max-queries 50
 }
 
-domain() {  # set [extra finetune flags]; DOMAIN_EVAL="flags" domain ... passes extra eval flags
+retune() {  # model set split [max queries]: windows or truncation, and the weight, chosen on dev or held-apart queries
+    local model=$1 ds=$2 split=$3 queries=${4:-}
+    grep -q '"windows"' "$model/winnow.json" && { log "skip retuning $model (its card has a windows choice)"; return; }
+    log "choose windows or truncation and the weight of $model on $ds/$split ${queries:+(first $queries queries)}"
+    .venv/bin/python benchmarks/quality/retune_weight.py "$model" "$DATA/$ds" --split "$split" \
+        --first-stage "${BEST[$ds]}" --index "work/idx-$ds" --depth 20 ${queries:+--max-queries "$queries"}
+}
+
+domain() {  # set [extra finetune flags]; DOMAIN_EVAL="flags" domain ... passes extra eval flags;
+    # DOMAIN_MODEL and DOMAIN_OUT rename the model folder and the report; RETUNE=dev|heldout (with RETUNE_QUERIES)
+    # re-chooses windows or truncation and the weight before the test evaluation
     local ds=$1; shift
-    local model=work/domain-$ds out=${DOMAIN_OUT:-$RESULTS/domain_$ds.json}
+    local model=${DOMAIN_MODEL:-work/domain-$ds} out=${DOMAIN_OUT:-$RESULTS/domain_$ds.json}
     if [[ ! -f $model/winnow.json ]]; then
         log "fine-tune $ds on $GENERAL"
         $WINNOW finetune --dataset "$DATA/$ds" --out "$model" --base "$GENERAL" \
             --first-stage "${BEST[$ds]}" --index "work/idx-$ds" --tune-depth 20 "$@"
     fi
-    if [[ -n ${RETUNE_QUERIES:-} ]] && ! grep -q '"windows"' "$model/winnow.json"; then
-        log "choose windows or truncation and the weight of $model on the first $RETUNE_QUERIES dev queries"
-        .venv/bin/python benchmarks/quality/retune_weight.py "$model" "$DATA/$ds" --split dev \
-            --first-stage "${BEST[$ds]}" --index "work/idx-$ds" --depth 20 --max-queries "$RETUNE_QUERIES"
-    fi
+    [[ -n ${RETUNE:-} ]] && retune "$model" "$ds" "$RETUNE" "${RETUNE_QUERIES:-}"
     # shellcheck disable=SC2086  # DOMAIN_EVAL is a list of flags
     evaluate "$ds" "$model" "$out" ${DOMAIN_EVAL:-}  # weight from its card
 }
@@ -88,13 +95,18 @@ for step in "${steps[@]}"; do
             DEPTH=10 evaluate financebench "$MIXED" "$RESULTS/mixed_zeroshot_financebench.json" ;;
         mixed-arguana) evaluate arguana "$MIXED" "$RESULTS/mixed_arguana.json" --max-queries "$EVAL_QUERIES" ;;
         domain-scifact) domain scifact --max-length 256 ;;  # abstracts: ~270 tokens
+        domain-scifact-retuned)  # the same model, windows or truncation and weight re-chosen on its held-apart queries
+            DOMAIN_OUT=$RESULTS/domain_scifact_retuned.json RETUNE=heldout domain scifact --max-length 256 ;;
+        domain-scifact-n8)  # twice the mined negatives per query (8), same held-apart queries, re-chosen the same way
+            DOMAIN_MODEL=work/domain-scifact-n8 DOMAIN_OUT=$RESULTS/domain_scifact_n8.json RETUNE=heldout \
+                domain scifact --max-length 256 --hard-negatives 8 --eval-steps 150 ;;
         domain-checkthat) domain checkthat2020-task2 ;;
         domain-abt-buy) domain abt-buy ;;
         domain-arguana)  # 2,014 train queries of two ~200-word arguments: a small held-apart part, few evaluations,
             # the weight tuned on the first 100 dev queries, the test split's first EVAL_QUERIES
             # (retune_weight.py then picks truncation over best-window scoring, and the weight, on 100 dev queries);
             # only arguana's test documents have titles (SOURCE.md), so the reranker reads the text alone on test
-            DOMAIN_OUT=$RESULTS/domain_arguana_notitles.json RETUNE_QUERIES=100 \
+            DOMAIN_OUT=$RESULTS/domain_arguana_notitles.json RETUNE=dev RETUNE_QUERIES=100 \
                 DOMAIN_EVAL="--max-queries $EVAL_QUERIES --no-titles" domain arguana --max-length 256 --eval-fraction 0.03 \
                 --eval-steps 200 --tune-max-queries 100 ;;
         *) echo "unknown step $step" >&2; exit 2 ;;
