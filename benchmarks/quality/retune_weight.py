@@ -47,9 +47,11 @@ def _dev_tuning(model: str, dataset: Dataset, args: argparse.Namespace, windows:
 
 
 def rebuild_training_set(
-    card: dict, dataset: Dataset, index: str | None, eval_fraction: float
+    card: dict, dataset: Dataset, index: str | None, eval_fraction: float, depth: int
 ) -> TrainingSet:
-    """The training set ``winnow finetune`` built for a one-dataset model, from its card's settings."""
+    """The training set ``winnow finetune`` built for a one-dataset model, from its card's settings, with
+    ``depth`` first-stage candidates per query as ``--tune-depth``/``winnow eval --depth`` fetch them (a
+    hybrid fuses its retrievers' top ``depth + 1`` or so: the fetch depth changes the fused order)."""
     sources = card["data"]["sources"]
     if len(sources) != 1 or sources[0].get("kind") != "beir":
         raise SystemExit("--split heldout needs a model trained on one BEIR dataset")
@@ -61,6 +63,7 @@ def rebuild_training_set(
         hard_negatives=source["hard_negatives"],
         skip_top=source["skip_top"],
         random_negatives=source["random_negatives"],
+        candidates=depth,
         seed=seed,
         index=index,
         max_queries=source.get("max_queries"),  # cards before it was recorded: models trained on all queries
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_beir(args.dataset)
     training_set = None
     if args.split == "heldout":
-        training_set = rebuild_training_set(card, dataset, args.index, args.eval_fraction)
+        training_set = rebuild_training_set(card, dataset, args.index, args.eval_fraction, args.depth)
     tunings: dict[bool, WeightTuning] = {}
     for windows in (True, False):
         if training_set is None:
