@@ -7,7 +7,8 @@
 #   GENERAL=work/general-s2/final bash benchmarks/quality/run_models.sh [step ...]
 #
 # Steps: zeroshot-scifact zeroshot-checkthat zeroshot-arguana domain-scifact domain-checkthat domain-abt-buy
-#        domain-arguana (default: all, in that order); domain-scifact-retuned domain-scifact-n8 (see their comments);
+#        domain-arguana (default: all, in that order); domain-scifact-retuned domain-scifact-n8
+#        domain-scifact-n16 (see their comments);
 #        domain-mixed (one model on the train splits of scifact, checkthat2020-task2, abt-buy and arguana, each
 #        mined with its own best first stage), then
 #        mixed-tatqa mixed-financebench mixed-arguana zeroshot-tatqa. Log lines go to stdout; run it under nohup.
@@ -100,6 +101,9 @@ for step in "${steps[@]}"; do
         domain-scifact-n8)  # twice the mined negatives per query (8), same held-apart queries, re-chosen the same way
             DOMAIN_MODEL=work/domain-scifact-n8 DOMAIN_OUT=$RESULTS/domain_scifact_n8.json RETUNE=heldout \
                 domain scifact --max-length 256 --hard-negatives 8 --eval-steps 150 ;;
+        domain-scifact-n16)  # 16 mined negatives; tuned only by the retune (both ways) on the same held-apart queries
+            DOMAIN_MODEL=work/domain-scifact-n16 DOMAIN_OUT=$RESULTS/domain_scifact_n16.json RETUNE=heldout \
+                domain scifact --max-length 256 --hard-negatives 16 --eval-steps 250 --tune-weight-split none ;;
         domain-checkthat) domain checkthat2020-task2 ;;
         domain-abt-buy) domain abt-buy ;;
         domain-arguana)  # 2,014 train queries of two ~200-word arguments: a small held-apart part, few evaluations,
