@@ -105,6 +105,7 @@ class WeightTuning:
     queries: int
     measure: str = str(_MEASURE)
     info: dict[str, Any] = field(default_factory=dict)
+    per_query: list[float] = field(default_factory=list, repr=False)  # nDCG@10 at ``weight``, query order
 
     @property
     def best(self) -> float:
@@ -161,7 +162,7 @@ def tune_weight(
         scores.get(0.0, float("nan")),
         n_queries,
     )
-    return WeightTuning(weight=best, scores=scores, queries=n_queries)
+    return WeightTuning(weight=best, scores=scores, queries=n_queries, per_query=per_weight[best])
 
 
 def _per_query_ndcg(

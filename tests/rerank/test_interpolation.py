@@ -88,6 +88,11 @@ def test_tuning_picks_a_weight_better_than_both_ends():
     data = tuning.to_dict()
     assert data["weight"] == tuning.weight and data["ndcg_interpolated"] == pytest.approx(1.0)
     assert set(data["grid"]) == {f"{w / 10:.2f}" for w in range(11)}
+    # per-query figures at the chosen weight, in query order, so two tunings can be compared paired
+    assert tuning.per_query == pytest.approx([1.0, 1.0]) and "per_query" not in data
+    pure = tune_weight(_constructed_run(), grid=[1.0])
+    assert pure.per_query[0] < 1.0 and pure.per_query[1] == pytest.approx(1.0)
+    assert np.mean(pure.per_query) == pytest.approx(pure.best)
 
 
 def test_tuning_keeps_the_pure_reranker_when_it_is_best():
