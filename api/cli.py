@@ -439,7 +439,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     embedder = Embedder(args.embedder or index.embedder, device=args.device, show_progress=False)
     if args.first_stage != "bm25":
         embedder.load()  # before the timed search
-    first_stage = make_first_stage(args.first_stage, index, embedder, depth=args.candidates)
+    first_stage = make_first_stage(args.first_stage, index, embedder)  # a hybrid fuses >= 100 per retriever
     searcher = TwoStageSearch(
         first_stage,
         _load_reranker(args.reranker, args, show_progress=not args.json),

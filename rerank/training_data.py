@@ -332,8 +332,7 @@ def mine_beir(
             dataset,
             index=index,
             embedder=embedder,
-            depth=depth,
-            device=device,
+            device=device,  # a hybrid fuses its retrievers' top 100 (more when deeper), as `winnow eval`
             show_progress=show_progress,
         )
     else:

@@ -55,8 +55,9 @@ def rebuild_training_set(
     card: dict, dataset: Dataset, index: str | None, eval_fraction: float, depth: int
 ) -> TrainingSet:
     """The training set ``winnow finetune`` built for a one-dataset model, from its card's settings, with
-    ``depth`` first-stage candidates per query as ``--tune-depth``/``winnow eval --depth`` fetch them (a
-    hybrid fuses its retrievers' top ``depth + 1`` or so: the fetch depth changes the fused order)."""
+    ``depth`` first-stage candidates per query as ``--tune-depth`` keeps them. (Models mined before hybrids
+    always fused 100 per retriever fused about ``depth``: rebuilt now, their held-apart candidates follow the
+    fusion `winnow eval` uses today, not the one they were tuned on.)"""
     sources = card["data"]["sources"]
     if len(sources) != 1 or sources[0].get("kind") != "beir":
         raise SystemExit("--split heldout needs a model trained on one BEIR dataset")

@@ -249,6 +249,13 @@ def test_dense_over_an_index_dir_and_hybrid_in_memory(dataset, tmp_path, tiny_bi
         dataset, "test", first_stage="hybrid", embedder=embedder, depths=[3], show_progress=False
     )
     assert build_report(hybrid)["first_stage"]["name"] == "hybrid"
+    # the fusion does not follow the evaluated depth: top 3 is the same whether 3 or 6 are evaluated,
+    # and the same as the hybrid `winnow search` builds
+    deeper = run_evaluation(
+        dataset, "test", first_stage="hybrid", embedder=embedder, depths=[6], show_progress=False
+    )
+    assert hybrid.first_stage_info["fusion_depth"] == deeper.first_stage_info["fusion_depth"] == 100
+    assert hybrid.first_stage_lists(3) == deeper.first_stage_lists(3)
 
 
 def test_an_index_of_another_corpus_is_refused(dataset, tmp_path, tiny_bi_encoder_path):
