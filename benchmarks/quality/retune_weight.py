@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 from rerank.engine import CrossEncoderEngine
@@ -55,9 +56,9 @@ def rebuild_training_set(
     card: dict, dataset: Dataset, index: str | None, eval_fraction: float, depth: int
 ) -> TrainingSet:
     """The training set ``winnow finetune`` built for a one-dataset model, from its card's settings, with
-    ``depth`` first-stage candidates per query as ``--tune-depth`` keeps them. (Models mined before hybrids
-    always fused 100 per retriever fused about ``depth``: rebuilt now, their held-apart candidates follow the
-    fusion `winnow eval` uses today, not the one they were tuned on.)"""
+    ``depth`` first-stage candidates per query as ``--tune-depth`` keeps them. (Models mined before every
+    hybrid fused 100 hits per retriever fused only about ``depth``; rebuilt now, their held-apart candidates
+    follow the fusion ``winnow eval`` uses today, not the one they were tuned on.)"""
     sources = card["data"]["sources"]
     if len(sources) != 1 or sources[0].get("kind") != "beir":
         raise SystemExit("--split heldout needs a model trained on one BEIR dataset")
@@ -85,10 +86,12 @@ def rebuild_training_set(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="fine-tuned model folder with a winnow.json card")
     parser.add_argument("dataset", help="BEIR folder")
-    parser.add_argument("--split", default="dev")
+    parser.add_argument(
+        "--split", default="dev", help="dev split to tune on, or heldout: the queries finetune held apart"
+    )
     parser.add_argument("--first-stage", choices=("dense", "bm25", "hybrid"), default="hybrid")
     parser.add_argument("--index", default=None)
     parser.add_argument("--depth", type=int, default=20)
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "by_windows": {str(w).lower(): t.to_dict() for w, t in tunings.items()},
         "truncation_vs_windows": {
             "difference": round(gain, 6),
-            "p_value": round(p_value, 6) if p_value == p_value else None,  # NaN: fewer than two queries
+            "p_value": None if math.isnan(p_value) else round(p_value, 6),  # NaN: fewer than two queries
             "rule": f"truncation only when its interpolated nDCG@10 beats windows, p < {ALPHA} (paired t)",
         },
     }
