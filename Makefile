@@ -34,9 +34,11 @@ setup: $(VENV)/.installed-dev
 quickstart: $(VENV)/.installed-base
 	$(BIN)/winnow quickstart
 
-## test: lint, then the default test suite (slow tests excluded; `make test PYTEST_ARGS="-m slow"` for those)
+## test: lint, the import contracts (pyproject's [tool.importlinter]), then the default test suite (slow tests
+## excluded; `make test PYTEST_ARGS="-m slow"` for those)
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

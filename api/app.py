@@ -16,13 +16,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from api import __version__
-from api.errors import install_error_handlers
-from api.metrics import MetricsMiddleware, ServiceMetrics
-from api.middleware import ApiKeyAuth, BodySizeLimit
-from api.routes import documents, health, rerank, search
-from api.service import SearchService
-from api.settings import WinnowSettings, load_settings
+from winnow.api import __version__
+from winnow.api.errors import install_error_handlers
+from winnow.api.metrics import MetricsMiddleware, ServiceMetrics
+from winnow.api.middleware import ApiKeyAuth, BodySizeLimit
+from winnow.api.routes import documents, health, rerank, search
+from winnow.api.service import SearchService
+from winnow.api.settings import WinnowSettings, load_settings
 
 logger = logging.getLogger(__name__)
 

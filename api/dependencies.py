@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.errors import ApiError
-from api.schemas import ErrorResponse
-from api.service import SearchService
+from winnow.api.errors import ApiError
+from winnow.api.schemas import ErrorResponse
+from winnow.api.service import SearchService
 
 ERROR_RESPONSES: dict[int | str, dict] = {
     code: {"model": ErrorResponse, "description": text}

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from haystack.errors import FilterError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rerank.micro_batcher import QueueFullError
+from winnow.rerank.micro_batcher import QueueFullError
 
 logger = logging.getLogger(__name__)
 

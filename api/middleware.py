@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_body
+from winnow.api.errors import error_body
 
 
 async def _send_error(send: Send, status: int, error_type: str, message: str, headers: Sequence = ()) -> None:

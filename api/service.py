@@ -20,16 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from api.settings import WinnowSettings
-from indexes import DocumentRecord, IndexWrite, WinnowIndex, WriteLog, read_manifest, set_faiss_threads
-from rerank.micro_batcher import BatchCallback, MicroBatcher
-from rerank.search import SearchResult, TwoStageSearch
-from retrieval.corpus import Passage
-from retrieval.dense import DenseRetriever
-from retrieval.embedder import Embedder
-from retrieval.indexing import prepare_upsert
-from retrieval.metadata_filter import matching_document_ids
-from retrieval.records import record_to_passage
+from winnow.api.settings import WinnowSettings
+from winnow.indexes import DocumentRecord, IndexWrite, WinnowIndex, WriteLog, read_manifest, set_faiss_threads
+from winnow.rerank.micro_batcher import BatchCallback, MicroBatcher
+from winnow.rerank.search import SearchResult, TwoStageSearch
+from winnow.retrieval.corpus import Passage
+from winnow.retrieval.dense import DenseRetriever
+from winnow.retrieval.embedder import Embedder
+from winnow.retrieval.indexing import prepare_upsert
+from winnow.retrieval.metadata_filter import matching_document_ids
+from winnow.retrieval.records import record_to_passage
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +213,8 @@ def _stored(record: DocumentRecord) -> StoredDocument:
 
 def _load_reranker(settings: WinnowSettings):
     """The cross-encoder engine, or None: no reranker configured, or the default one is not shipped."""
-    from rerank.engine import CrossEncoderEngine
-    from rerank.models import DEFAULT_RERANKER, shipped_models
+    from winnow.rerank.engine import CrossEncoderEngine
+    from winnow.rerank.models import DEFAULT_RERANKER, shipped_models
 
     name = settings.reranker
     if name is None:

@@ -35,7 +35,7 @@ def fresh_minilm(folder: Path) -> str:
     import torch
     from sentence_transformers import CrossEncoder
 
-    from retrieval.embedder import packaged_minilm_path
+    from winnow.retrieval.embedder import packaged_minilm_path
 
     torch.manual_seed(0)
     out = folder / "minilm-l6-cross-encoder"
@@ -46,7 +46,7 @@ def fresh_minilm(folder: Path) -> str:
 def pick_model(requested: str | None, tmp: Path) -> tuple[str, str]:
     """(model folder or name, a note for the report): ``requested``, else the shipped winnow-general, else
     the earlier CPU checkpoint, else the packaged MiniLM with a fresh head saved under ``tmp``."""
-    from rerank.models import DEFAULT_RERANKER, resolve_model, shipped_models
+    from winnow.rerank.models import DEFAULT_RERANKER, resolve_model, shipped_models
 
     if requested:
         return requested, requested

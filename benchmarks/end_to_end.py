@@ -160,7 +160,7 @@ def _open_or_build_index(
     args: argparse.Namespace, dataset: Any, judged: set[str], tmp: Path
 ) -> tuple[Path, dict[str, Any]]:
     """The index folder to search and how it came about."""
-    from indexes import read_manifest
+    from winnow.indexes import read_manifest
 
     if args.index is not None and (args.index / "manifest.json").is_file():
         if args.max_docs_given:
@@ -168,8 +168,8 @@ def _open_or_build_index(
         manifest = read_manifest(args.index)
         return args.index, {"path": str(args.index), "built": False, "documents": manifest.count}
 
-    from retrieval.embedder import Embedder
-    from retrieval.indexing import build_index
+    from winnow.retrieval.embedder import Embedder
+    from winnow.retrieval.indexing import build_index
 
     passages = dataset.corpus if not args.max_docs else _subset(dataset, judged, args.max_docs)
     out = args.index if args.index is not None else tmp / "index"
@@ -204,8 +204,8 @@ def _stores(index_path: Path) -> tuple[Any, Any, dict[str, Any]]:
     facts for the report)."""
     from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-    from indexes import read_manifest
-    from retrieval.document_store import WinnowDocumentStore
+    from winnow.indexes import read_manifest
+    from winnow.retrieval.document_store import WinnowDocumentStore
 
     manifest = read_manifest(index_path)
     if manifest.metric != "ip":
@@ -250,10 +250,10 @@ def _pipelines(
         SentenceTransformersSimilarityRanker,
     )
 
-    from rerank.ranker import WinnowRanker
-    from retrieval.embedder import resolve_embedder
-    from retrieval.embedder_components import WinnowTextEmbedder
-    from retrieval.embedding_retriever import WinnowEmbeddingRetriever
+    from winnow.rerank.ranker import WinnowRanker
+    from winnow.retrieval.embedder import resolve_embedder
+    from winnow.retrieval.embedder_components import WinnowTextEmbedder
+    from winnow.retrieval.embedding_retriever import WinnowEmbeddingRetriever
 
     depth = max(args.depth_list)
     device = ComponentDevice.from_str(args.device)
@@ -311,8 +311,8 @@ def _stock_model_kwargs(mode: str, device: str) -> tuple[dict[str, Any] | None, 
         return None, None
     import torch
 
-    from rerank.engine import resolve_dtype
-    from retrieval.device import resolve_device
+    from winnow.rerank.engine import resolve_dtype
+    from winnow.retrieval.device import resolve_device
 
     resolved = resolve_device(device)
     embedder = {"dtype": torch.float16} if resolved.startswith("cuda") else None
@@ -463,7 +463,7 @@ def _token_stats(model: str, pairs: list[tuple[str, str]], max_length: int) -> d
     """Mean tokens of the candidate pairs (truncated at ``max_length``) and the share longer than it."""
     from transformers import AutoTokenizer
 
-    from rerank.models import resolve_model
+    from winnow.rerank.models import resolve_model
 
     if not pairs:
         return {}
@@ -707,8 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    from indexes import set_faiss_threads
-    from retrieval.corpus import load_beir
+    from winnow.indexes import set_faiss_threads
+    from winnow.retrieval.corpus import load_beir
 
     transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bars on stderr
     torch.set_num_threads(args.threads)

@@ -93,8 +93,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from bench_common import cpu_name  # noqa: E402
 
-from indexes.index_dir import VECTORS_FILE, read_manifest  # noqa: E402
-from indexes.vector_index import VectorIndex, set_faiss_threads  # noqa: E402
+from winnow.indexes.index_dir import VECTORS_FILE, read_manifest  # noqa: E402
+from winnow.indexes.vector_index import VectorIndex, set_faiss_threads  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_REAL = "work/idx-scifact,work/idx-fb,work/idx-arguana"

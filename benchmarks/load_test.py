@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 
 def _load_queries(path: Path | None) -> list[str]:
-    from retrieval.corpus import sample_dataset_path
+    from winnow.retrieval.corpus import sample_dataset_path
 
     path = path or sample_dataset_path() / "queries.jsonl"
     with open(path, encoding="utf-8") as handle:
@@ -49,9 +49,9 @@ def _load_queries(path: Path | None) -> list[str]:
 
 
 def _sample_index(folder: Path) -> Path:
-    from retrieval.corpus import load_beir, sample_dataset_path
-    from retrieval.embedder import Embedder
-    from retrieval.indexing import build_index
+    from winnow.retrieval.corpus import load_beir, sample_dataset_path
+    from winnow.retrieval.embedder import Embedder
+    from winnow.retrieval.indexing import build_index
 
     out = folder / "sample-index"
     build_index(load_beir(sample_dataset_path()).corpus, Embedder(None), show_progress=False).save(out)
@@ -64,7 +64,7 @@ def _untrained_reranker(folder: Path) -> Path:
     import torch
     from sentence_transformers import CrossEncoder
 
-    from retrieval.embedder import packaged_minilm_path
+    from winnow.retrieval.embedder import packaged_minilm_path
 
     torch.manual_seed(0)
     out = folder / "minilm-l6-cross-encoder"
@@ -85,7 +85,7 @@ class Server:
     def __init__(self, index: Path, reranker: str, micro_batching: bool, args: argparse.Namespace, log: Path):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "api.cli", "serve", "--index", str(index), "--reranker", reranker]
+        cmd = [sys.executable, "-m", "winnow.api.cli", "serve", "--index", str(index), "--reranker", reranker]
         cmd += ["--port", str(self.port), "--device", args.device, "--batch-wait-ms", str(args.batch_wait_ms)]
         if args.torch_threads:
             cmd += ["--torch-threads", str(args.torch_threads)]

@@ -99,7 +99,7 @@ def _scorer(method: str, model: str, device: str, max_length: int) -> Any:
 
         return run, {"max_length": getattr(ranker._cross_encoder, "max_seq_length", None)}
     if method.startswith("winnow-"):
-        from rerank.engine import CrossEncoderEngine
+        from winnow.rerank.engine import CrossEncoderEngine
 
         backend = method.removeprefix("winnow-").removesuffix("-bf16")
         # fp32 unless the method says bf16 ("auto" would pick bf16 on a CPU with native bf16)
@@ -155,8 +155,8 @@ def _worker(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------- parent
 def _build_set(name: str, n_pairs: int, depth: int, split: str) -> dict[str, Any]:
     """The first queries of ``name``'s ``split`` times their BM25 top ``depth`` documents (~``n_pairs``)."""
-    from retrieval.bm25 import BM25Retriever
-    from retrieval.corpus import load_beir
+    from winnow.retrieval.bm25 import BM25Retriever
+    from winnow.retrieval.corpus import load_beir
 
     dataset = load_beir(DATASETS / name)
     queries = dataset.split_queries(split)

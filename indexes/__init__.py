@@ -1,4 +1,4 @@
-"""winnow: indexes. FAISS vector index, SQLite document table, atomic index directories (numpy in and out)."""
+"""winnow.indexes: FAISS vector index, SQLite document table, atomic index directories (numpy in and out)."""
 
 from .document_table import DocumentRecord, DocumentTable
 from .errors import (

@@ -1,6 +1,8 @@
-"""winnow: rerank — cross-encoder scoring engine and the Haystack ranker component.
+"""winnow.rerank: the scoring core — the cross-encoder engine, windows, model loading, the model card, the
+Haystack ranker, interpolation with the first stage and the micro-batcher. Training and evaluation live in
+the sub-packages ``training`` and ``evaluation``.
 
-Names are imported lazily so that ``import rerank`` stays cheap (torch and haystack load on first use).
+Names are imported lazily so that ``import winnow.rerank`` stays cheap (torch and haystack load on first use).
 """
 
 from __future__ import annotations
@@ -9,15 +11,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rerank.engine import CrossEncoderEngine
-    from rerank.models import ModelNotFoundError, resolve_model
-    from rerank.ranker import WinnowRanker
+    from winnow.rerank.engine import CrossEncoderEngine
+    from winnow.rerank.models import ModelNotFoundError, resolve_model
+    from winnow.rerank.ranker import WinnowRanker
 
 _LAZY = {
-    "CrossEncoderEngine": "rerank.engine",
-    "ModelNotFoundError": "rerank.models",
-    "resolve_model": "rerank.models",
-    "WinnowRanker": "rerank.ranker",
+    "CrossEncoderEngine": "winnow.rerank.engine",
+    "ModelNotFoundError": "winnow.rerank.models",
+    "resolve_model": "winnow.rerank.models",
+    "WinnowRanker": "winnow.rerank.ranker",
 }
 
 __all__ = ["CrossEncoderEngine", "ModelNotFoundError", "WinnowRanker", "resolve_model"]
@@ -26,4 +28,4 @@ __all__ = ["CrossEncoderEngine", "ModelNotFoundError", "WinnowRanker", "resolve_
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'rerank' has no attribute {name!r}")
+    raise AttributeError(f"module 'winnow.rerank' has no attribute {name!r}")

@@ -9,7 +9,6 @@ as its own pair, and a document's score is the maximum over its windows; or they
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -23,9 +22,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from rerank.models import CARD_FILE, card_interpolation_weight, model_load_error, resolve_model
-from rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
-from retrieval.device import cpu_has_native_bf16, resolve_device
+from winnow.rerank.card import card_interpolation_weight, card_windows, read_card
+from winnow.rerank.models import model_load_error, read_model_json, resolve_model
+from winnow.rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
+from winnow.retrieval.device import cpu_has_native_bf16, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -120,26 +120,6 @@ def _find(haystack: list[int], needle: list[int], start: int) -> int:
         if haystack[k : k + len(needle)] == needle:
             return k
     return -1
-
-
-def _read_json(path: str, filename: str) -> dict[str, Any] | None:
-    """A JSON file of a model folder or hub repo, or None when it is absent or unreadable."""
-    try:
-        if Path(path).is_dir():
-            file = Path(path) / filename
-            return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
-        from transformers.utils import cached_file
-
-        resolved = cached_file(
-            path,
-            filename,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-        return json.loads(Path(resolved).read_text(encoding="utf-8")) if resolved else None
-    except (OSError, ValueError) as err:
-        logger.debug("could not read %s of %s: %s", filename, path, err)
-        return None
 
 
 class CrossEncoderEngine:
@@ -281,8 +261,8 @@ class CrossEncoderEngine:
         else the card's choice, else True."""
         if self._windows_arg is not None:
             return self._windows_arg
-        chosen = (self.card or {}).get("windows")
-        return chosen if isinstance(chosen, bool) else True
+        chosen = card_windows(self.card)
+        return True if chosen is None else chosen
 
     @property
     def activation(self) -> str:
@@ -300,8 +280,7 @@ class CrossEncoderEngine:
         """The model's ``winnow.json`` card (written by ``winnow finetune``), or None; read once, without
         loading the model."""
         if not self._card_read:
-            card = _read_json(resolve_model(self._model_name), CARD_FILE)
-            self._card = card if isinstance(card, dict) else None
+            self._card = read_card(self._model_name)
             self._card_read = True
         return self._card
 
@@ -348,8 +327,8 @@ class CrossEncoderEngine:
                 "(or two labels: not relevant, relevant)"
             )
         template = pair_template(tokenizer)
-        st_config = _read_json(path, "config_sentence_transformers.json") or {}
-        sbert_config = _read_json(path, "sentence_bert_config.json") or {}
+        st_config = read_model_json(path, "config_sentence_transformers.json") or {}
+        sbert_config = read_model_json(path, "sentence_bert_config.json") or {}
         max_length = self._resolve_max_length(config, tokenizer, sbert_config, template.num_special)
         model.to(self._device)
         model.eval()

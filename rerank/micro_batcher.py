@@ -147,7 +147,7 @@ class MicroBatcher:
         return request.future
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        """Blocking :meth:`submit` (the ``Scorer`` protocol of ``rerank.search``)."""
+        """Blocking :meth:`submit` (the ``Scorer`` protocol of ``winnow.rerank.scorer``)."""
         return self.submit(query, documents).result()
 
     async def score_async(self, query: str, documents: Sequence[str]) -> np.ndarray:

@@ -11,14 +11,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CARD_FILE",
     "DEFAULT_RERANKER",
     "MODEL_REGISTRY",
     "ModelNotFoundError",
     "is_offline",
-    "card_interpolation_weight",
     "model_load_error",
-    "read_card",
+    "read_model_json",
     "resolve_model",
     "shipped_models",
 ]
@@ -31,9 +29,6 @@ MODEL_REGISTRY: dict[str, str] = {"winnow-general": "models/winnow-general"}
 
 # The reranker winnow uses when none is named (once it is installed with the package).
 DEFAULT_RERANKER = "winnow-general"
-
-# The machine-readable model card ``winnow finetune`` writes next to the weights (README.md is the human one).
-CARD_FILE = "winnow.json"
 
 
 class ModelNotFoundError(ValueError):
@@ -114,25 +109,22 @@ def model_load_error(name: str, error: BaseException) -> Exception:
     )
 
 
-def read_card(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``winnow.json`` card of a local model folder, or None when there is none (or it is unreadable)."""
-    path = Path(model_dir) / CARD_FILE
-    if not path.is_file():
-        return None
+def read_model_json(path: str, filename: str) -> Any:
+    """A JSON file of a model folder or hub repo (``path`` as :func:`resolve_model` returns it), or None when
+    it is absent or unreadable."""
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        if Path(path).is_dir():
+            file = Path(path) / filename
+            return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+        from transformers.utils import cached_file
+
+        resolved = cached_file(
+            path,
+            filename,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+        return json.loads(Path(resolved).read_text(encoding="utf-8")) if resolved else None
     except (OSError, ValueError) as err:
-        logger.warning("ignoring unreadable model card %s: %s", path, err)
+        logger.debug("could not read %s of %s: %s", filename, path, err)
         return None
-    return card if isinstance(card, dict) else None
-
-
-def card_interpolation_weight(card: dict[str, Any] | None) -> float | None:
-    """The interpolation weight a card records (``card["interpolation"]["weight"]``), or None."""
-    section = (card or {}).get("interpolation")
-    weight = section.get("weight") if isinstance(section, dict) else None
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= float(weight) <= 1.0:
-        if weight is not None:
-            logger.warning("ignoring invalid interpolation weight %r in a model card", weight)
-        return None
-    return float(weight)

@@ -12,8 +12,9 @@ import numpy as np
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import ComponentDevice
 
-from rerank.engine import CrossEncoderEngine, sigmoid
-from rerank.interpolation import check_weight, interpolate
+from winnow.rerank.engine import CrossEncoderEngine, sigmoid
+from winnow.rerank.interpolation import check_weight, interpolate
+from winnow.retrieval.legacy_names import register_legacy_name, upgrade_legacy_type
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,13 @@ class WinnowRanker:
     ``run`` warms the component up on first use (loading the model), as Haystack 3's own components do; call
     ``warm_up()`` beforehand to pay that cost at start-up. Loading a pipeline that contains this component
     from YAML needs the module on Haystack's deserialization allowlist:
-    ``Pipeline.loads(yaml, allowed_modules=["rerank"])``.
+    ``Pipeline.loads(yaml, allowed_modules=["winnow"])``.
 
     Usage example:
 
     ```python
     from haystack import Document
-    from rerank.ranker import WinnowRanker
+    from winnow.rerank.ranker import WinnowRanker
 
     ranker = WinnowRanker(model="cross-encoder/ms-marco-MiniLM-L6-v2", top_k=2)
     docs = [Document(content="Paris is in France."), Document(content="Berlin is in Germany.")]
@@ -133,7 +134,7 @@ class WinnowRanker:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WinnowRanker:
         """Deserialize a component from ``to_dict``'s output (a serialized ComponentDevice is restored)."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, upgrade_legacy_type(data, cls))
 
     def warm_up(self) -> None:
         """Load the model; later calls do nothing."""
@@ -298,3 +299,6 @@ def _check_threshold(score_threshold: Any) -> None:
         raise TypeError(f"score_threshold must be a number or None, got {type(score_threshold).__name__}")
     if math.isnan(score_threshold):
         raise ValueError("score_threshold must not be NaN")
+
+
+register_legacy_name(WinnowRanker)  # pipelines saved before the move to winnow.*

@@ -6,18 +6,15 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from rerank.interpolation import check_weight, interpolate
-from retrieval.hit import Hit, Retriever
+from winnow.rerank.interpolation import check_weight, interpolate
+from winnow.rerank.scorer import Scorer, scorer_weight
+from winnow.retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
-
-
-class Scorer(Protocol):
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass
@@ -56,17 +53,6 @@ class SearchResult:
     results: list[RankedHit]
     timings_ms: dict[str, float]
     reranked: bool
-
-
-def scorer_weight(scorer: Scorer | None, interpolation_weight: float | None = None) -> float | None:
-    """The interpolation weight to use: ``interpolation_weight`` when given, else the one the scorer's model
-    card records (``scorer.interpolation_weight``), else None (pure reranker)."""
-    if interpolation_weight is not None:
-        return check_weight(interpolation_weight)
-    weight = getattr(scorer, "interpolation_weight", None)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-        return None  # a scorer without a card (or a test double)
-    return check_weight(weight)
 
 
 def rerank_hits(

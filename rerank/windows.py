@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from retrieval.chunker import window_spans
+from winnow.retrieval.chunker import window_spans
 
 __all__ = ["PairTemplate", "doc_budget", "split_windows", "truncate_query", "window_spans"]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from retrieval.corpus import Passage
-from retrieval.hit import Hit, collapse_to_documents
+from winnow.retrieval.corpus import Passage
+from winnow.retrieval.hit import Hit, collapse_to_documents
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from retrieval.corpus import Passage
+from winnow.retrieval.corpus import Passage
 
 logger = logging.getLogger(__name__)
 

@@ -180,4 +180,4 @@ def sample_dataset_path() -> Path:
     """The small BEIR-layout sample (10-K style passages and fact-checks) that ships inside the package."""
     from importlib.resources import files
 
-    return Path(str(files("retrieval") / "sample_data"))
+    return Path(str(files("winnow.retrieval") / "sample_data"))

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from indexes import EmbedderMismatchError, WinnowIndex
-from retrieval.embedder import Embedder
-from retrieval.hit import Hit, collapse_to_documents
-from retrieval.records import record_to_hit
+from winnow.indexes import EmbedderMismatchError, WinnowIndex
+from winnow.retrieval.embedder import Embedder
+from winnow.retrieval.hit import Hit, collapse_to_documents
+from winnow.retrieval.records import record_to_hit
 
 logger = logging.getLogger(__name__)
 

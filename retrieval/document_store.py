@@ -34,15 +34,16 @@ from haystack.document_stores.errors import DocumentStoreError, DuplicateDocumen
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.utils.filters import document_matches_filter
 
-from indexes import (
+from winnow.indexes import (
     DocumentRecord,
     DocumentTable,
     VectorIndex,
     WinnowIndex,
     WinnowIndexError,
 )
-from retrieval.embedder import DEFAULT_EMBEDDER
-from retrieval.metadata_filter import validate_filters as _validate_filters
+from winnow.retrieval.embedder import DEFAULT_EMBEDDER
+from winnow.retrieval.legacy_names import upgrade_legacy_type
+from winnow.retrieval.metadata_filter import validate_filters as _validate_filters
 
 logger = logging.getLogger(__name__)
 
@@ -323,7 +324,7 @@ class WinnowDocumentStore:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WinnowDocumentStore:
         """Builds the store from :meth:`to_dict` output (loading ``index_path`` when it holds an index)."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, upgrade_legacy_type(data, cls))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path | None = None) -> Path:

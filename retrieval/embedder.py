@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.device import resolve_device
+from winnow.retrieval.device import resolve_device
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from haystack import Document, component, default_from_dict, default_to_dict
 
-from retrieval.embedder import Embedder, resolve_embedder
+from winnow.retrieval.embedder import Embedder, resolve_embedder
+from winnow.retrieval.legacy_names import register_legacy_name, upgrade_legacy_type
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class WinnowTextEmbedder(_EmbedderHolder):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WinnowTextEmbedder:
         """Builds the component from :meth:`to_dict` output."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, upgrade_legacy_type(data, cls))
 
     def _embed(self, text: str) -> list[float]:
         if not isinstance(text, str):
@@ -195,7 +196,7 @@ class WinnowDocumentEmbedder(_EmbedderHolder):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WinnowDocumentEmbedder:
         """Builds the component from :meth:`to_dict` output."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, upgrade_legacy_type(data, cls))
 
     def _text_to_embed(self, doc: Document) -> str:
         values = [
@@ -231,3 +232,9 @@ class WinnowDocumentEmbedder(_EmbedderHolder):
     async def run_async(self, documents: list[Document]) -> dict[str, list[Document]]:
         """Async :meth:`run` (the model runs in a worker thread)."""
         return {"documents": await asyncio.to_thread(self._embed, documents)}
+
+
+register_legacy_name(WinnowTextEmbedder)  # pipelines saved before the move to winnow.*
+
+
+register_legacy_name(WinnowDocumentEmbedder)  # pipelines saved before the move to winnow.*

@@ -8,7 +8,8 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.document_stores.types import FilterPolicy, apply_filter_policy
 
-from retrieval.document_store import WinnowDocumentStore
+from winnow.retrieval.document_store import WinnowDocumentStore
+from winnow.retrieval.legacy_names import register_legacy_name, upgrade_legacy_type
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +91,10 @@ class WinnowEmbeddingRetriever:
         """Builds the component from :meth:`to_dict` output (``data`` is not modified).
 
         The document store is rebuilt with ``WinnowDocumentStore.from_dict`` directly, so it needs no entry in
-        Haystack's deserialization allowlist. ``Pipeline.loads`` still needs ``allowed_modules=["retrieval"]``
+        Haystack's deserialization allowlist. ``Pipeline.loads`` still needs ``allowed_modules=["winnow"]``
         to import this component's class.
         """
+        data = upgrade_legacy_type(data, cls)
         init_parameters = dict(data.get("init_parameters", {}))
         store = init_parameters.get("document_store")
         if isinstance(store, dict):
@@ -163,3 +165,6 @@ class WinnowEmbeddingRetriever:
             **self._arguments(query_embedding, filters, top_k, scale_score, return_embedding)
         )
         return {"documents": documents}
+
+
+register_legacy_name(WinnowEmbeddingRetriever)  # pipelines saved before the move to winnow.*

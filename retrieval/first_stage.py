@@ -1,13 +1,25 @@
-"""Build any first stage (dense, BM25, hybrid) over one ``WinnowIndex``."""
+"""Build any first stage (dense, BM25, hybrid): over one ``WinnowIndex`` (:func:`make_first_stage`), or for a
+dataset, over a given index or one built in memory (:func:`build_first_stage`)."""
 
 from __future__ import annotations
 
-from indexes import WinnowIndex
-from retrieval.bm25 import BM25Retriever
-from retrieval.dense import DenseRetriever
-from retrieval.embedder import Embedder
-from retrieval.hybrid import HybridRetriever
-from retrieval.records import record_to_passage
+import logging
+from pathlib import Path
+from typing import Any
+
+from winnow.indexes import WinnowIndex
+from winnow.retrieval.bm25 import BM25Retriever
+from winnow.retrieval.corpus import Dataset
+from winnow.retrieval.dense import DenseRetriever
+from winnow.retrieval.embedder import Embedder, resolve_embedder
+from winnow.retrieval.hit import Retriever
+from winnow.retrieval.hybrid import HybridRetriever
+from winnow.retrieval.indexing import build_index
+from winnow.retrieval.records import record_to_passage
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FIRST_STAGES", "bm25_from_index", "build_first_stage", "make_first_stage"]
 
 FIRST_STAGES = ("dense", "bm25", "hybrid")
 
@@ -33,3 +45,91 @@ def make_first_stage(
             [DenseRetriever(index, embedder), bm25_from_index(index)], k=rrf_k, depth=depth
         )
     raise ValueError(f"unknown first stage {kind!r}; choose one of {', '.join(FIRST_STAGES)}")
+
+
+def build_first_stage(
+    kind: str,
+    dataset: Dataset | None = None,
+    *,
+    index: str | Path | Any | None = None,
+    embedder: Any = None,
+    depth: int = 100,
+    device: str | None = None,
+    show_progress: bool = True,
+) -> tuple[Retriever, dict[str, Any]]:
+    """A ``dense``/``bm25``/``hybrid`` first stage and a description of it for the report.
+
+    With ``index`` (an index directory or a loaded ``WinnowIndex``) the first stage runs over it; without,
+    BM25 is built over ``dataset``'s corpus and dense/hybrid over an index embedded in memory with
+    ``embedder`` (an ``Embedder``, a model name/folder, or None for the packaged default). ``depth``: how
+    many of each retriever's hits a hybrid fuses (at least; a deeper request fuses deeper). It is not the
+    number of candidates kept: RRF over shorter lists ranks differently, so evaluation, mining and search
+    all fuse the same 100.
+    """
+    if kind not in FIRST_STAGES:
+        raise ValueError(f"unknown first stage {kind!r}; choose one of {', '.join(FIRST_STAGES)}")
+    info: dict[str, Any] = {"name": kind, "index": None, "chunked": False}
+    if index is None and kind == "bm25":
+        if dataset is None:
+            raise ValueError("a BM25 first stage needs a dataset or an index")
+        retriever = BM25Retriever(dataset.corpus)
+        info["model"] = retriever.description
+        return retriever, info
+    win_index = _load_or_build_index(index, dataset, embedder, kind, device, show_progress)
+    if index is not None and dataset is not None:
+        _check_index_covers(win_index, dataset, index)
+    info["index"] = str(index) if isinstance(index, (str, Path)) else None
+    info["chunked"] = bool(win_index.extra.get("chunked"))
+    emb = None
+    if kind != "bm25":
+        emb = embedder if isinstance(embedder, Embedder) else None
+        if emb is None:
+            emb = Embedder(embedder or win_index.embedder, device=device, show_progress=False)
+        emb.load()
+    retriever = make_first_stage(kind, win_index, emb, depth=depth)
+    info["model"] = {"dense": win_index.embedder, "bm25": "bm25s"}.get(
+        kind, f"rrf(bm25s, {win_index.embedder})"
+    )
+    if kind == "hybrid":
+        info["fusion_depth"] = depth
+    if kind != "bm25":
+        info["embedder"] = win_index.embedder
+    return retriever, info
+
+
+def _check_index_covers(win_index: Any, dataset: Dataset, index: Any, sample: int = 50) -> None:
+    """Refuse an index built from another corpus (judged documents it cannot return would score zero)."""
+    ids = [doc.id for doc in dataset.corpus[:: max(1, len(dataset.corpus) // sample)]][:sample]
+    table = win_index.table
+    found = sum(record is not None for record in table.get(ids, with_embedding=False))
+    if found < len(ids):  # chunked indexes store chunks under their parent document's id
+        found = len({parent for parent in ids if table.ids_for_parent([parent])})
+    if found < len(ids) / 2:
+        raise ValueError(
+            f"index {index} does not hold {dataset.name}'s corpus ({found} of {len(ids)} sampled document "
+            f"ids found); build one with: winnow index --corpus <{dataset.name} folder> --out DIR"
+        )
+
+
+def _load_or_build_index(
+    index: str | Path | WinnowIndex | None,
+    dataset: Dataset | None,
+    embedder: Any,
+    kind: str,
+    device: str | None,
+    show_progress: bool,
+) -> WinnowIndex:
+    if isinstance(index, WinnowIndex):
+        return index
+    if index is not None:
+        expected = None
+        if isinstance(embedder, Embedder):
+            expected = embedder.name
+        elif embedder and kind != "bm25":
+            expected = resolve_embedder(embedder)[0]
+        return WinnowIndex.load(index, expected_embedder=expected)
+    if dataset is None:
+        raise ValueError(f"a {kind} first stage needs an index directory or a dataset to index in memory")
+    emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder, device=device)
+    logger.info("embedding %d documents of %s in memory with %s", len(dataset.corpus), dataset.name, emb.name)
+    return build_index(dataset.corpus, emb, show_progress=show_progress)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from retrieval.corpus import Passage
+from winnow.retrieval.corpus import Passage
 
 
 @dataclass(frozen=True)

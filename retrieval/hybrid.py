@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from retrieval.hit import Hit, Retriever
+from winnow.retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
 

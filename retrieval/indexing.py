@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexes import IndexWrite, VectorIndex, WinnowIndex, upsert_write
-from retrieval.chunker import chunk_passages
-from retrieval.corpus import Passage
-from retrieval.embedder import Embedder
-from retrieval.records import passage_to_record
+from winnow.indexes import IndexWrite, VectorIndex, WinnowIndex, upsert_write
+from winnow.retrieval.chunker import chunk_passages
+from winnow.retrieval.corpus import Passage
+from winnow.retrieval.embedder import Embedder
+from winnow.retrieval.records import passage_to_record
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from haystack import Document
 from haystack.errors import FilterError
 from haystack.utils.filters import COMPARISON_OPERATORS, LOGICAL_OPERATORS, document_matches_filter
 
-from indexes import WinnowIndex
+from winnow.indexes import WinnowIndex
 
 _BATCH = 1000
 

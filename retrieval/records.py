@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from indexes import DocumentRecord
-from retrieval.corpus import Passage
-from retrieval.hit import Hit
+from winnow.indexes import DocumentRecord
+from winnow.retrieval.corpus import Passage
+from winnow.retrieval.hit import Hit
 
 TITLE_KEY = "title"
 

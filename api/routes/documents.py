@@ -8,10 +8,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from api.dependencies import ERROR_RESPONSES, ServiceDep, fit_text
-from api.errors import ApiError
-from api.schemas import DocumentDeleted, DocumentOut, DocumentsWrite, DocumentsWritten, ErrorResponse
-from retrieval.corpus import Passage
+from winnow.api.dependencies import ERROR_RESPONSES, ServiceDep, fit_text
+from winnow.api.errors import ApiError
+from winnow.api.schemas import DocumentDeleted, DocumentOut, DocumentsWrite, DocumentsWritten, ErrorResponse
+from winnow.retrieval.corpus import Passage
 
 router = APIRouter(tags=["documents"])
 

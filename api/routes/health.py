@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.schemas import Health, Readiness
-from api.service import SearchService
+from winnow.api.schemas import Health, Readiness
+from winnow.api.service import SearchService
 
 router = APIRouter(tags=["health"])
 

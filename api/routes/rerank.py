@@ -11,9 +11,9 @@ import uuid
 import numpy as np
 from fastapi import APIRouter
 
-from api.dependencies import ERROR_RESPONSES, ServiceDep, fit_text, fit_texts
-from api.errors import ApiError
-from api.schemas import (
+from winnow.api.dependencies import ERROR_RESPONSES, ServiceDep, fit_text, fit_texts
+from winnow.api.errors import ApiError
+from winnow.api.schemas import (
     CohereRerankDocument,
     CohereRerankRequest,
     CohereRerankResponse,
@@ -21,8 +21,8 @@ from api.schemas import (
     TeiRank,
     TeiRerankRequest,
 )
-from api.service import SearchService
-from rerank.engine import sigmoid
+from winnow.api.service import SearchService
+from winnow.rerank.engine import sigmoid
 
 router = APIRouter(tags=["rerank"])
 

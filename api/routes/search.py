@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from haystack.errors import FilterError
 from starlette.concurrency import run_in_threadpool
 
-from api.dependencies import ERROR_RESPONSES, ServiceDep, fit_text
-from api.errors import ApiError
-from api.schemas import SearchHit, SearchRequest, SearchResponse
-from retrieval.metadata_filter import validate_filters
+from winnow.api.dependencies import ERROR_RESPONSES, ServiceDep, fit_text
+from winnow.api.errors import ApiError
+from winnow.api.schemas import SearchHit, SearchRequest, SearchResponse
+from winnow.retrieval.metadata_filter import validate_filters
 
 router = APIRouter(tags=["search"])
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import ir_measures
 
-from indexes import WinnowIndex
-from retrieval.corpus import load_beir
-from retrieval.embedder import Embedder
-from retrieval.first_stage import FIRST_STAGES, make_first_stage
+from winnow.indexes import WinnowIndex
+from winnow.retrieval.corpus import load_beir
+from winnow.retrieval.embedder import Embedder
+from winnow.retrieval.first_stage import FIRST_STAGES, make_first_stage
 
 MEASURES = [ir_measures.nDCG @ 10, ir_measures.RR @ 10, ir_measures.R @ 10, ir_measures.R @ 100]
 

@@ -62,7 +62,7 @@ retune() {  # model set split [max queries]: windows or truncation, and the weig
     local model=$1 ds=$2 split=$3 queries=${4:-}
     grep -q '"windows"' "$model/winnow.json" && { log "skip retuning $model (its card has a windows choice)"; return; }
     log "choose windows or truncation and the weight of $model on $ds/$split ${queries:+(first $queries queries)}"
-    .venv/bin/python benchmarks/quality/retune_weight.py "$model" "$DATA/$ds" --split "$split" \
+    $WINNOW tune --model "$model" --dataset "$DATA/$ds" --split "$split" \
         --first-stage "${BEST[$ds]}" --index "work/idx-$ds" --depth 20 ${queries:+--max-queries "$queries"}
 }
 
@@ -108,7 +108,7 @@ for step in "${steps[@]}"; do
         domain-abt-buy) domain abt-buy ;;
         domain-arguana)  # 2,014 train queries of two ~200-word arguments: a small held-apart part, few evaluations,
             # the weight tuned on the first 100 dev queries, the test split's first EVAL_QUERIES
-            # (retune_weight.py then picks truncation over best-window scoring, and the weight, on 100 dev queries);
+            # (winnow tune then picks truncation over best-window scoring, and the weight, on 100 dev queries);
             # only arguana's test documents have titles (SOURCE.md), so the reranker reads the text alone on test
             DOMAIN_OUT=$RESULTS/domain_arguana_notitles.json RETUNE=dev RETUNE_QUERIES=100 \
                 DOMAIN_EVAL="--max-queries $EVAL_QUERIES --no-titles" domain arguana --max-length 256 --eval-fraction 0.03 \

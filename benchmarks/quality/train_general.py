@@ -25,8 +25,8 @@ logger = logging.getLogger("train_general")
 def build_pairs(
     datasets: Path, n_questions: int, seed: int, same_article: int, bm25_negatives: int
 ) -> list[dict]:
-    from retrieval.bm25 import BM25Retriever
-    from retrieval.corpus import load_beir
+    from winnow.retrieval.bm25 import BM25Retriever
+    from winnow.retrieval.corpus import load_beir
 
     rng = random.Random(seed)
     squad = load_beir(datasets / "squad-v1.1")
@@ -91,9 +91,9 @@ def main() -> None:
 
     import torch
 
-    from rerank.finetune import TrainingRecipe, finetune, save_fp16_copy
-    from rerank.training_data import build_training_set, load_pairs_file
-    from retrieval.embedder import packaged_minilm_path
+    from winnow.rerank.training.finetune import TrainingRecipe, finetune, save_fp16_copy
+    from winnow.rerank.training.pairs import build_training_set, load_pairs_file
+    from winnow.retrieval.embedder import packaged_minilm_path
 
     if args.threads:
         torch.set_num_threads(args.threads)

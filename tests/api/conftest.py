@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.settings import WinnowSettings, load_settings
-from retrieval.corpus import Passage
-from retrieval.embedder import Embedder
-from retrieval.indexing import build_index
+from winnow.api.app import create_app
+from winnow.api.settings import WinnowSettings, load_settings
+from winnow.retrieval.corpus import Passage
+from winnow.retrieval.embedder import Embedder
+from winnow.retrieval.indexing import build_index
 
 DOCS = [
     Passage(

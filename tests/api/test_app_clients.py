@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rerank.engine import CrossEncoderEngine
+from winnow.rerank.engine import CrossEncoderEngine
 
 DOCS = [
     "Carson City is the capital city of the American state of Nevada.",

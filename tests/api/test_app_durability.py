@@ -14,14 +14,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from indexes import WinnowIndex
+from winnow.api.app import create_app
+from winnow.indexes import WinnowIndex
 
 from .conftest import free_port
 
 
 def _start(index: Path, reranker: str, port: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "api.cli", "serve", "--index", str(index), "--reranker", reranker]
+    cmd = [sys.executable, "-m", "winnow.api.cli", "serve", "--index", str(index), "--reranker", reranker]
     cmd += ["--port", str(port), "--device", "cpu"]
     env = {**os.environ, "WINNOW_SNAPSHOT_INTERVAL_S": "0"}  # no scheduled save: the log alone must do
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
@@ -146,7 +146,7 @@ def test_scheduled_snapshot_empties_the_log(make_settings, index_copy, interval)
 
 
 def test_missing_index_is_created_by_the_first_write(tmp_path, tiny_bi_encoder_path):
-    from api.settings import load_settings
+    from winnow.api.settings import load_settings
 
     index = tmp_path / "fresh-index"
     settings = load_settings(index=index, embedder=tiny_bi_encoder_path, reranker="none", device="cpu")

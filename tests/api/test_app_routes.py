@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from rerank.engine import CrossEncoderEngine
+from winnow.api.app import create_app
+from winnow.rerank.engine import CrossEncoderEngine
 
 
 def _error(response, status: int, *words: str) -> dict:
@@ -351,7 +351,7 @@ def test_queue_full_answers_429_with_retry_after(make_settings):
 
 
 def test_settings_from_config_file(tmp_path, index_copy, monkeypatch):
-    from api.settings import load_settings
+    from winnow.api.settings import load_settings
 
     config = tmp_path / "winnow.toml"
     config.write_text(f'index = "{index_copy}"\nport = 9001\nmax_rerank_documents = 7\n')

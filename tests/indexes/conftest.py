@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from indexes import set_faiss_threads
+from winnow.indexes import set_faiss_threads
 
 
 @pytest.fixture(scope="package", autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes import DocumentRecord, DocumentTable, DuplicateIdError
+from winnow.indexes import DocumentRecord, DocumentTable, DuplicateIdError
 
 META = {
     "title": "Ünïcode ✓",

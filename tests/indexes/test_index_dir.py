@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import indexes.index_dir as index_dir
-from indexes import (
+import winnow.indexes.index_dir as index_dir
+from winnow.indexes import (
     DocumentRecord,
     DocumentTable,
     DuplicateIdError,

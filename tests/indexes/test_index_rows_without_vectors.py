@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes import DocumentRecord, IndexCorruptedError, WinnowIndex, WinnowIndexError, read_manifest
+from winnow.indexes import DocumentRecord, IndexCorruptedError, WinnowIndex, WinnowIndexError, read_manifest
 
 DIM = 8
 EMBEDDER = "tiny-test-embedder"

@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from indexes import DuplicateIdError, IndexNotTrainedError, VectorIndex, set_faiss_threads
+from winnow.indexes import DuplicateIdError, IndexNotTrainedError, VectorIndex, set_faiss_threads
 
 DIM = 32
 N = 2000

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexes import DocumentRecord, IndexCorruptedError, IndexWrite, WinnowIndex, WriteLog, upsert_write
+from winnow.indexes import (
+    DocumentRecord,
+    IndexCorruptedError,
+    IndexWrite,
+    WinnowIndex,
+    WriteLog,
+    upsert_write,
+)
 
 DIM = 8
 

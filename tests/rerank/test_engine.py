@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from rerank import engine as engine_module
-from rerank.engine import CrossEncoderEngine, pair_template, resolve_dtype, sigmoid
-from rerank.models import MODEL_REGISTRY, ModelNotFoundError, resolve_model
-from rerank.windows import window_spans
-from retrieval.device import resolve_device
+from winnow.rerank import engine as engine_module
+from winnow.rerank.engine import CrossEncoderEngine, pair_template, resolve_dtype, sigmoid
+from winnow.rerank.models import MODEL_REGISTRY, ModelNotFoundError, resolve_model
+from winnow.rerank.windows import window_spans
+from winnow.retrieval.device import resolve_device
 
 QUERY = "what was the net income"
 SHORT_DOCS = [
@@ -234,7 +234,7 @@ def test_max_windows_caps_rows_and_keeps_the_end(
     eng = CrossEncoderEngine(model_path, device="cpu", max_length=32, windows=True, max_windows=3).load()
     calls: list = []
     monkeypatch.setattr(eng, "_forward", _counting_stub(token_ids["banana"], calls))
-    with caplog.at_level("DEBUG", logger="rerank.engine"):
+    with caplog.at_level("DEBUG", logger="winnow.rerank.engine"):
         scores = eng.score("apple", [_long_doc_with_banana_at_end(300)])
     assert sum(shape[0] for shape, _ in calls) == 3
     assert scores.tolist() == [1.0]  # the last window always ends at the document end
@@ -351,7 +351,7 @@ def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_computes_it(monkeypatch, n
 
 
 def test_cpu_bf16_flag_detection(monkeypatch):
-    from retrieval import device
+    from winnow.retrieval import device
 
     monkeypatch.delenv("WINNOW_CPU_BF16", raising=False)
     for flags, expected in (({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True), ({"avx2"}, False)):

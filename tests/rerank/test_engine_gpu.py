@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rerank.engine import CrossEncoderEngine
+from winnow.rerank.engine import CrossEncoderEngine
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from rerank.engine import CrossEncoderEngine
+from winnow.rerank.engine import CrossEncoderEngine
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

@@ -9,22 +9,13 @@ import numpy as np
 import pytest
 from haystack import Document
 
-from rerank.engine import CrossEncoderEngine
-from rerank.evaluation import EvalRun
-from rerank.interpolation import (
-    WeightTuning,
-    check_weight,
-    interpolate,
-    interpolated_ranking,
-    minmax,
-    record_weight,
-    tune_weight,
-)
-from rerank.models import read_card
-from rerank.ranker import WinnowRanker
-from rerank.report import build_report
-from rerank.search import TwoStageSearch, rerank_hits
-from retrieval.hit import Hit
+from tests.rerank.helpers import constructed_run
+from winnow.rerank.engine import CrossEncoderEngine
+from winnow.rerank.evaluation.report import build_report
+from winnow.rerank.interpolation import check_weight, interpolate, interpolated_ranking, minmax
+from winnow.rerank.ranker import WinnowRanker
+from winnow.rerank.search import TwoStageSearch, rerank_hits
+from winnow.retrieval.hit import Hit
 
 
 def test_minmax_per_query():
@@ -50,22 +41,8 @@ def test_interpolate_ends_and_middle():
         check_weight("0.5")
 
 
-def _constructed_run() -> EvalRun:
-    """Two queries: the first stage is right on q1 and wrong on q2, the reranker the other way round;
-    only a mix of both gets both right."""
-    return EvalRun(
-        dataset="constructed",
-        split="dev",
-        queries={"q1": "first", "q2": "second"},
-        qrels={"q1": {"a": 1}, "q2": {"e": 1}},
-        depths=[10],
-        first_stage={"q1": [("a", 1.0), ("b", 0.8), ("c", 0.0)], "q2": [("d", 1.0), ("e", 0.9), ("f", 0.0)]},
-        rerank_scores={"q1": {"a": 0.9, "b": 1.0, "c": 0.0}, "q2": {"d": 0.5, "e": 1.0, "f": 0.0}},
-    )
-
-
 def test_interpolated_ranking_reorders_the_first_stage():
-    run = _constructed_run()
+    run = constructed_run()
     assert [d for d, _ in interpolated_ranking(run.first_stage["q1"], run.rerank_scores["q1"], 1.0)] == [
         "b",
         "a",
@@ -76,39 +53,6 @@ def test_interpolated_ranking_reorders_the_first_stage():
         "b",
         "c",
     ]
-
-
-def test_tuning_picks_a_weight_better_than_both_ends():
-    tuning = tune_weight(_constructed_run())
-    assert len(tuning.scores) == 11 and tuning.queries == 2
-    assert 0.0 < tuning.weight < 1.0
-    assert tuning.best == pytest.approx(1.0)
-    assert tuning.best > tuning.scores[0.0] and tuning.best > tuning.scores[1.0]
-    assert tuning.scores[0.0] < 1.0 and tuning.scores[1.0] < 1.0
-    data = tuning.to_dict()
-    assert data["weight"] == tuning.weight and data["ndcg_interpolated"] == pytest.approx(1.0)
-    assert set(data["grid"]) == {f"{w / 10:.2f}" for w in range(11)}
-    # per-query figures at the chosen weight, in query order, so two tunings can be compared paired
-    assert tuning.per_query == pytest.approx([1.0, 1.0]) and "per_query" not in data
-    pure = tune_weight(_constructed_run(), grid=[1.0])
-    assert pure.per_query[0] < 1.0 and pure.per_query[1] == pytest.approx(1.0)
-    assert np.mean(pure.per_query) == pytest.approx(pure.best)
-
-
-def test_tuning_keeps_the_pure_reranker_when_it_is_best():
-    run = _constructed_run()
-    run.rerank_scores = {"q1": {"a": 1.0, "b": 0.0, "c": 0.5}, "q2": {"d": 0.0, "e": 1.0, "f": 0.5}}
-    assert tune_weight(run).weight == 1.0
-    with pytest.raises(ValueError, match="no rerank scores"):
-        tune_weight(EvalRun("x", "dev", {"q": "t"}, {"q": {}}, [10], {"q": []}))
-
-
-def test_record_weight_writes_the_card(tmp_path):
-    (tmp_path / "winnow.json").write_text(json.dumps({"base": {"model": "m"}}))
-    record_weight(tmp_path, WeightTuning(weight=0.3, scores={0.0: 0.5, 0.3: 0.7, 1.0: 0.6}, queries=4))
-    card = read_card(tmp_path)
-    assert card["base"] == {"model": "m"} and card["interpolation"]["weight"] == 0.3
-    assert card["interpolation"]["ndcg_pure_reranker"] == 0.6
 
 
 # --------------------------------------------------------------------------- used by default
@@ -208,7 +152,7 @@ def test_two_stage_search_passes_the_weight():
 
 # --------------------------------------------------------------------------- the report
 def test_report_shows_pure_and_interpolated_and_warns():
-    run = _constructed_run()
+    run = constructed_run()
     run.rerank_scores = {"q1": {"a": 0.0, "b": 1.0, "c": 0.5}, "q2": {"d": 1.0, "e": 0.0, "f": 0.5}}
     plain = build_report(run, n_resamples=50)
     assert plain["lift"]["nDCG@10"] < 0 and "interpolated" not in plain["metrics"]
@@ -230,16 +174,16 @@ def test_report_shows_pure_and_interpolated_and_warns():
     run.interpolation_weight = 0.9
     hurt = build_report(run, n_resamples=50)
     assert any("INTERPOLATED RERANKING HURTS" in w for w in hurt["warnings"])
-    from rerank.report import render_markdown
+    from winnow.rerank.evaluation.render import render_markdown
 
     text = render_markdown(hurt)
     assert "Interpolated reranker (weight 0.90" in text and "INTERPOLATED RERANKING HURTS" in text
 
 
 def test_compare_reports_has_an_interpolated_column():
-    from rerank.report import compare_reports
+    from winnow.rerank.evaluation.compare import compare_reports
 
-    run = _constructed_run()
+    run = constructed_run()
     run.interpolation_weight = 0.5
     report = build_report(run, n_resamples=20)
     report["reranker"]["model"] = "/models/ce"

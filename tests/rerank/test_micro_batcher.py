@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from rerank.micro_batcher import MicroBatcher, QueueFullError
+from winnow.rerank.micro_batcher import MicroBatcher, QueueFullError
 
 
 class RecordingScorer:

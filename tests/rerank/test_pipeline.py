@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from haystack import Document, Pipeline
 
-from rerank.ranker import WinnowRanker
-from retrieval.document_store import WinnowDocumentStore
-from retrieval.embedder_components import WinnowDocumentEmbedder, WinnowTextEmbedder
-from retrieval.embedding_retriever import WinnowEmbeddingRetriever
+from winnow.rerank.ranker import WinnowRanker
+from winnow.retrieval.document_store import WinnowDocumentStore
+from winnow.retrieval.embedder_components import WinnowDocumentEmbedder, WinnowTextEmbedder
+from winnow.retrieval.embedding_retriever import WinnowEmbeddingRetriever
 
 TEXTS = [
     "net revenue increased twelve percent in fiscal 2023",
@@ -17,7 +18,7 @@ TEXTS = [
     "risk factors include interest rate increases",
     "apple banana cherry",
 ]
-ALLOWED = ["retrieval", "rerank"]
+ALLOWED = ["winnow"]
 
 
 def _build(tmp_path, bi_encoder: str, cross_encoder: str) -> Pipeline:
@@ -49,9 +50,26 @@ def test_pipeline_round_trips_through_yaml_with_identical_results(
     assert [s for _, s in before] == sorted((s for _, s in before), reverse=True)
 
     yaml_text = pipeline.dumps()
-    assert "rerank.ranker.WinnowRanker" in yaml_text and "retrieval.embedding_retriever" in yaml_text
+    assert (
+        "winnow.rerank.ranker.WinnowRanker" in yaml_text
+        and "winnow.retrieval.embedding_retriever" in yaml_text
+    )
     loaded = Pipeline.loads(yaml_text, allowed_modules=ALLOWED)
     after = _run(loaded, query)
     assert [i for i, _ in after] == [i for i, _ in before]
     for (_, a), (_, b) in zip(after, before, strict=True):
         assert abs(a - b) < 1e-6
+
+
+def test_pipeline_saved_before_the_move_to_winnow_loads_through_the_old_names(
+    tmp_path, tiny_bi_encoder_path, tiny_cross_encoder_path
+):
+    pipeline = _build(tmp_path, tiny_bi_encoder_path, tiny_cross_encoder_path)
+    query = "how much revenue did the company make"
+    before = _run(pipeline, query)
+    old_yaml = pipeline.dumps().replace("type: winnow.", "type: ")  # how it was saved before the move
+    assert "type: rerank.ranker.WinnowRanker" in old_yaml and "winnow.rerank" not in old_yaml
+    with pytest.warns(DeprecationWarning, match="winnow.rerank.ranker.WinnowRanker"):
+        loaded = Pipeline.loads(old_yaml, allowed_modules=["rerank", "retrieval"])  # the allowlist of then
+    assert [i for i, _ in _run(loaded, query)] == [i for i, _ in before]
+    assert "type: winnow.rerank.ranker.WinnowRanker" in loaded.dumps()  # saved again: the new names

@@ -10,8 +10,8 @@ from haystack import Document, Pipeline
 from haystack.utils import ComponentDevice
 from transformers import AutoTokenizer
 
-from rerank.engine import sigmoid
-from rerank.ranker import WinnowRanker
+from winnow.rerank.engine import sigmoid
+from winnow.rerank.ranker import WinnowRanker
 
 QUERY = "which fruit"
 
@@ -86,7 +86,7 @@ def test_to_dict_mirrors_init_and_round_trips(model_path: str):
     )
     data = ranker.to_dict()
     assert data == {
-        "type": "rerank.ranker.WinnowRanker",
+        "type": "winnow.rerank.ranker.WinnowRanker",
         "init_parameters": {
             "model": model_path,
             "device": "cpu",
@@ -268,9 +268,9 @@ def test_pipeline_yaml_round_trip_gives_same_results(model_path: str):
     pipe = Pipeline()
     pipe.add_component("ranker", ranker)
     yaml = pipe.dumps()
-    assert "rerank.ranker.WinnowRanker" in yaml
+    assert "winnow.rerank.ranker.WinnowRanker" in yaml
 
-    loaded = Pipeline.loads(yaml, allowed_modules=["rerank"])
+    loaded = Pipeline.loads(yaml, allowed_modules=["winnow"])
     assert loaded.dumps() == yaml
     loaded_ranker = loaded.get_component("ranker")
     loaded_ranker.warm_up()

@@ -8,13 +8,8 @@ import json
 
 import pytest
 
-from rerank.models import (
-    CARD_FILE,
-    DEFAULT_RERANKER,
-    card_interpolation_weight,
-    resolve_model,
-    shipped_models,
-)
+from winnow.rerank.card import CARD_FILE, card_interpolation_weight
+from winnow.rerank.models import DEFAULT_RERANKER, resolve_model, shipped_models
 
 pytestmark = pytest.mark.skipif(
     DEFAULT_RERANKER not in shipped_models(), reason=f"{DEFAULT_RERANKER} is not installed with this package"

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from rerank.windows import PairTemplate, doc_budget, split_windows, truncate_query, window_spans
+from winnow.rerank.windows import PairTemplate, doc_budget, split_windows, truncate_query, window_spans
 
 CASES = [
     (length, budget, stride)

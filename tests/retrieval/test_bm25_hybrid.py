@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.bm25 import BM25Retriever
-from retrieval.corpus import Passage
-from retrieval.hit import Hit
-from retrieval.hybrid import HybridRetriever, reciprocal_rank_fusion
+from winnow.retrieval.bm25 import BM25Retriever
+from winnow.retrieval.corpus import Passage
+from winnow.retrieval.hit import Hit
+from winnow.retrieval.hybrid import HybridRetriever, reciprocal_rank_fusion
 
 PASSAGES = [
     Passage(id="rev", text="Net revenue increased 12 percent to 4.1 billion dollars in fiscal 2023."),

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.chunker import chunk_passages, window_spans
-from retrieval.corpus import Passage
-from retrieval.hit import Hit, collapse_to_documents
+from winnow.retrieval.chunker import chunk_passages, window_spans
+from winnow.retrieval.corpus import Passage
+from winnow.retrieval.hit import Hit, collapse_to_documents
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from retrieval.corpus import (
+from winnow.retrieval.corpus import (
     CorpusFormatError,
     load_beir,
     load_corpus,

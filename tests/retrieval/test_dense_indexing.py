@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from indexes import EmbedderMismatchError, WinnowIndex
-from retrieval.chunker import chunk_passages
-from retrieval.corpus import Passage, load_beir
-from retrieval.dense import DenseRetriever
-from retrieval.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder
-from retrieval.first_stage import make_first_stage
-from retrieval.indexing import build_index
+from winnow.indexes import EmbedderMismatchError, WinnowIndex
+from winnow.retrieval.chunker import chunk_passages
+from winnow.retrieval.corpus import Passage, load_beir
+from winnow.retrieval.dense import DenseRetriever
+from winnow.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder
+from winnow.retrieval.first_stage import make_first_stage
+from winnow.retrieval.indexing import build_index
 
 DOCS = [
     Passage(id="apple", text="apple apple apple", title="fruit"),

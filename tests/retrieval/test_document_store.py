@@ -39,9 +39,9 @@ with warnings.catch_warnings():  # the async suite is marked for pytest-asyncio,
         WriteDocumentsAsyncTest,
     )
 
-from indexes import DocumentRecord, EmbedderMismatchError, WinnowIndex
-from indexes.index_dir import DOCUMENTS_FILE
-from retrieval.document_store import RESERVED_META_KEY, WinnowDocumentStore
+from winnow.indexes import DocumentRecord, EmbedderMismatchError, WinnowIndex
+from winnow.indexes.index_dir import DOCUMENTS_FILE
+from winnow.retrieval.document_store import RESERVED_META_KEY, WinnowDocumentStore
 
 
 # ---------------------------------------------------------------------- Haystack's conformance suite
@@ -388,7 +388,7 @@ def test_to_dict_from_dict(tmp_path) -> None:
     store.write_documents([Document(id="a", content="a", embedding=[1.0, 2.0, 3.0, 4.0])])
     data = store.to_dict()
     assert data == {
-        "type": "retrieval.document_store.WinnowDocumentStore",
+        "type": "winnow.retrieval.document_store.WinnowDocumentStore",
         "init_parameters": {
             "index_path": str(path),
             "embedding_dim": 4,

@@ -8,8 +8,8 @@ import pytest
 from haystack import Document
 from haystack.document_stores.types import DuplicatePolicy
 
-from indexes import WinnowIndex, read_manifest
-from retrieval.document_store import WinnowDocumentStore
+from winnow.indexes import WinnowIndex, read_manifest
+from winnow.retrieval.document_store import WinnowDocumentStore
 
 EMBEDDER = "tiny"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from haystack import Document
 
-from retrieval.embedder_components import WinnowDocumentEmbedder, WinnowTextEmbedder
+from winnow.retrieval.embedder_components import WinnowDocumentEmbedder, WinnowTextEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_to_dict_from_dict_round_trip(tiny_bi_encoder_path: str) -> None:
     )
     data = text.to_dict()
     assert data == {
-        "type": "retrieval.embedder_components.WinnowTextEmbedder",
+        "type": "winnow.retrieval.embedder_components.WinnowTextEmbedder",
         "init_parameters": {
             "model": tiny_bi_encoder_path,
             "device": "cpu",
@@ -48,7 +48,7 @@ def test_to_dict_from_dict_round_trip(tiny_bi_encoder_path: str) -> None:
         meta_fields_to_embed=["title"], embedding_separator=" | ", progress_bar=False
     )
     data = docs.to_dict()
-    assert data["type"] == "retrieval.embedder_components.WinnowDocumentEmbedder"
+    assert data["type"] == "winnow.retrieval.embedder_components.WinnowDocumentEmbedder"
     assert data["init_parameters"] == {
         "model": None,
         "device": None,

@@ -11,9 +11,9 @@ from haystack import Document, Pipeline
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack.document_stores.types import FilterPolicy
 
-from retrieval.document_store import WinnowDocumentStore
-from retrieval.embedder_components import WinnowDocumentEmbedder, WinnowTextEmbedder
-from retrieval.embedding_retriever import WinnowEmbeddingRetriever
+from winnow.retrieval.document_store import WinnowDocumentStore
+from winnow.retrieval.embedder_components import WinnowDocumentEmbedder, WinnowTextEmbedder
+from winnow.retrieval.embedding_retriever import WinnowEmbeddingRetriever
 
 DIM = 8
 
@@ -65,7 +65,7 @@ def test_to_dict_from_dict_round_trip(tmp_path, query: list[float]) -> None:
     )
     data = retriever.to_dict()
     assert data == {
-        "type": "retrieval.embedding_retriever.WinnowEmbeddingRetriever",
+        "type": "winnow.retrieval.embedding_retriever.WinnowEmbeddingRetriever",
         "init_parameters": {
             "document_store": persisted.to_dict(),
             "filters": {"field": "meta.k", "operator": "==", "value": 1},
@@ -159,7 +159,7 @@ def test_serialised_pipeline_gives_identical_results(tmp_path, tiny_bi_encoder_p
     inputs = {"embedder": {"text": "revenue and cash flow"}}
     before = pipeline.run(inputs)["retriever"]["documents"]
 
-    loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["retrieval"])
+    loaded = Pipeline.loads(pipeline.dumps(), allowed_modules=["winnow"])
     after = loaded.run(inputs)["retriever"]["documents"]
     assert len(before) == 3
     assert [d.id for d in after] == [d.id for d in before]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from haystack.errors import FilterError
 
-from indexes import WinnowIndex
-from retrieval.corpus import Passage
-from retrieval.embedder import Embedder
-from retrieval.indexing import build_index, prepare_upsert
-from retrieval.metadata_filter import matching_document_ids
+from winnow.indexes import WinnowIndex
+from winnow.retrieval.corpus import Passage
+from winnow.retrieval.embedder import Embedder
+from winnow.retrieval.indexing import build_index, prepare_upsert
+from winnow.retrieval.metadata_filter import matching_document_ids
 
 DOCS = [
     Passage(id="a", text="alpha " * 30, meta={"year": 2020, "tags": ["x"]}),

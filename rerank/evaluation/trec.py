@@ -6,10 +6,8 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from rerank.evaluation import EvalRun, Ranked
+from winnow.rerank.evaluation.runs import EvalRun, Ranked, tie_broken
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +33,6 @@ def write_run(path: str | Path, lists: Mapping[str, Ranked], tag: str) -> Path:
     Tied scores are nudged down by one ulp in list order and every score is written in full (``repr``), so
     tools that re-sort by score (trec_eval, ir-measures) read the lists in the order given.
     """
-    from rerank.evaluation import tie_broken
-
     _check_token("run tag", tag)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,16 +24,16 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from rerank.interpolation import DEFAULT_GRID, FORMULA, WeightTuning, tune_weight
-from rerank.models import (
-    CARD_FILE,
+from winnow.rerank.card import CARD_FORMAT, describe_model, save_card, write_card
+from winnow.rerank.models import (
     DEFAULT_RERANKER,
     ModelNotFoundError,
     is_offline,
     resolve_model,
     shipped_models,
 )
-from rerank.training_data import PairSource, TrainingSet
+from winnow.rerank.training.pairs import TrainingSet
+from winnow.rerank.training.tuning import tune_interpolation, tuning_split
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ __all__ = [
     "TrainingRecipe",
     "finetune",
     "resolve_base",
-    "save_card",
     "save_fp16_copy",
-    "tune_interpolation",
 ]
 
 CPU_MAX_LENGTH = 256  # tokens per pair when training on CPU (None picks it): longer pairs cost quadratically
@@ -109,7 +107,7 @@ def resolve_base(base: str | None) -> str:
     if base is None:
         if DEFAULT_RERANKER in shipped_models():
             return resolve_model(DEFAULT_RERANKER)
-        from retrieval.embedder import packaged_minilm_path
+        from winnow.retrieval.embedder import packaged_minilm_path
 
         logger.warning(
             "no general reranker is installed: starting from the packaged all-MiniLM-L6-v2 bi-encoder with a "
@@ -184,12 +182,12 @@ def finetune(
     if tune_weight_split:  # a bad split fails now, not after training
         for source in training_set.sources:
             if source.kind == "beir" and source.dataset is not None:
-                _tuning_split(source, tune_weight_split)
+                tuning_split(source, tune_weight_split)
     CrossEncoder, CardData, Trainer, Args = _import_training()
     import torch
     from datasets import Dataset as HFDataset
 
-    from retrieval.device import resolve_device
+    from winnow.retrieval.device import resolve_device
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -274,10 +272,10 @@ def finetune(
     model.save_pretrained(str(out_dir))
     state = trainer.state
     card: dict[str, Any] = {
-        "format": 1,
+        "format": CARD_FORMAT,
         "kind": "winnow cross-encoder reranker",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "base": {"model": base, "path": base_path},
+        "base": describe_model(base, base_path),
         "scores": "raw logits (identity activation); thresholds below are on this scale",
         "max_length": max_length,
         "data": training_set.summary(),
@@ -316,7 +314,7 @@ def finetune(
         "interpolation": None,
         "command": command,
     }
-    _write_card(out_dir, card)
+    write_card(out_dir, card)
     if tune_weight_split:
         tuning = tune_interpolation(
             out_dir,
@@ -329,7 +327,7 @@ def finetune(
         )
         if tuning is not None:
             card["interpolation"] = tuning.to_dict()
-            _write_card(out_dir, card)
+            write_card(out_dir, card)
             if tuning.weight == 0.0:
                 logger.warning(
                     "the tuned interpolation weight is 0: on %s this reranker adds nothing to the first "
@@ -340,7 +338,7 @@ def finetune(
                     tuning.scores.get(1.0, float("nan")),
                     tuning.scores.get(0.0, float("nan")),
                 )
-    _append_readme(out_dir, card)
+    save_card(out_dir, card)
     if not keep_checkpoints and checkpoint_dir.is_dir():
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     logger.info("saved %s (%d steps, %.0f s)", out_dir, state.global_step, seconds)
@@ -442,179 +440,6 @@ def _round(value: Any, digits: int = 6) -> Any:
     except (TypeError, ValueError):
         return value
     return round(number, digits) if math.isfinite(number) else None
-
-
-def _write_card(out_dir: Path, card: dict[str, Any]) -> None:
-    path = out_dir / CARD_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def save_card(model_dir: str | Path, card: dict[str, Any]) -> None:
-    """Write ``card`` as the folder's ``winnow.json`` and refresh winnow's summary in its ``README.md``."""
-    model_dir = Path(model_dir)
-    _write_card(model_dir, card)
-    _append_readme(model_dir, card)
-
-
-def _append_readme(out_dir: Path, card: dict[str, Any]) -> None:
-    """Add winnow's summary (data, recipe, figures, thresholds, interpolation) to sentence-transformers'
-    README.md model card."""
-    readme = out_dir / "README.md"
-    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    marker = "\n## winnow fine-tuning summary\n"
-    text = text.split(marker)[0].rstrip("\n")
-    data, recipe, training = card["data"], card["recipe"], card["training"]
-    lines = [
-        marker,
-        f"- base: `{card['base']['model'] or card['base']['path']}`",
-        f"- data: {data['train_pairs']} training pairs ({data['train_positives']} positive) over "
-        f"{data['train_queries']} queries; {data['eval_pairs']} pairs over {data['eval_queries']} queries "
-        "held apart for evaluation",
-    ]
-    for source in data["sources"]:
-        lines.append(
-            f"  - `{source['name']}` ({source['kind']}): {source['pairs']} pairs, "
-            f"{source['positives']} positive"
-        )
-    lines += [
-        f"- recipe: {recipe['loss']}, batch {recipe['batch_size']}, lr {recipe['learning_rate']}, warmup "
-        f"{recipe['warmup']:.0%}, seed {recipe['seed']}, {recipe['epochs']} epoch(s), max length "
-        f"{card['max_length']}",
-        f"- training: {training['global_steps']} steps on {training['device']} in {training['seconds']} s, "
-        f"final loss {training['train_loss']}",
-    ]
-    for kind, values in (card.get("eval") or {}).items():
-        if isinstance(values, dict):
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
-            lines.append(f"- held-apart {kind}: {shown}")
-    thresholds = card.get("thresholds")
-    if thresholds:
-        lines.append(
-            f"- calibrated thresholds (raw logits): accuracy {thresholds['accuracy']}, F1 {thresholds['f1']}"
-        )
-    interpolation = card.get("interpolation")
-    if interpolation and interpolation.get("split"):
-        lines.append(
-            f"- interpolation weight {interpolation['weight']} (nDCG@10 on {interpolation.get('split')}: "
-            f"pure reranker {interpolation.get('ndcg_pure_reranker')}, first stage "
-            f"{interpolation.get('ndcg_first_stage')}, interpolated {interpolation.get('ndcg_interpolated')})"
-        )
-        for name, row in (interpolation.get("per_dataset") or {}).items():
-            lines.append(
-                f"  - {name} alone ({row['queries']} queries) would choose {row['weight']}: first stage "
-                f"{row['ndcg_first_stage']}, pure {row['ndcg_pure_reranker']}, interpolated "
-                f"{row['ndcg_interpolated']}"
-            )
-    elif interpolation:  # a weight set by hand, not tuned on a split
-        lines.append(f"- interpolation weight {interpolation['weight']} ({interpolation.get('source')})")
-    if card.get("command"):
-        lines += ["", "Trained with:", "", "```console", card["command"], "```"]
-    readme.write_text(text + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
-
-
-# --------------------------------------------------------------------------- interpolation weight
-def tune_interpolation(
-    model_dir: str | Path,
-    training_set: TrainingSet,
-    *,
-    split: str = "auto",
-    depth: int = 30,
-    max_queries: int | None = None,
-    device: str | None = None,
-    show_progress: bool = False,
-    grid: Sequence[float] = DEFAULT_GRID,
-    windows: bool | None = None,
-) -> WeightTuning | None:
-    """Tune the interpolation weight of the model in ``model_dir`` over its BEIR sources' first stages.
-
-    For each BEIR source, with ``split="auto"``: its dev split when it has one it was not trained on, else
-    the queries held apart from its training split; a named split (never ``test``) or ``"heldout"`` forces
-    one. Candidates come from the same first stage that mined the negatives. Returns None when no source
-    has queries to tune on (pairs files have no first stage). ``windows`` as in
-    :class:`~rerank.engine.CrossEncoderEngine` (None: the model card's choice, else best-window scoring).
-    """
-    from rerank.engine import CrossEncoderEngine
-    from rerank.evaluation import EvalRun, _first_stage_pass, _rerank_pass
-
-    if split == "test":
-        raise ValueError("never tune on a test split: use dev, heldout or auto")
-    engine = CrossEncoderEngine(str(model_dir), device=device, windows=windows)
-    runs: list[EvalRun] = []
-    used: list[str] = []
-    for source in training_set.sources:
-        if source.kind != "beir" or source.dataset is None:
-            continue
-        chosen = _tuning_split(source, split)
-        if chosen == "heldout":
-            qids = [q for q in source.candidates if source.queries[q] in training_set.eval_queries]
-            queries = {q: source.queries[q] for q in qids[:max_queries]}
-            hits = {q: list(source.candidates[q][:depth]) for q in queries}
-            qrels = {q: dict(source.qrels.get(q, {})) for q in queries}
-        else:
-            queries = source.dataset.split_queries(chosen)
-            if max_queries:
-                queries = dict(list(queries.items())[:max_queries])
-            if source.retriever is None:
-                continue
-            hits, _, _ = _first_stage_pass(source.retriever, queries, depth + 1, depth, show_progress)
-            qrels = {q: dict(source.dataset.qrels[chosen].get(q, {})) for q in queries}
-        if not queries:
-            logger.info("%s: no queries to tune the interpolation weight on (%s)", source.name, chosen)
-            continue
-        run = EvalRun(
-            dataset=source.dataset.name,
-            split=chosen,
-            queries=queries,
-            qrels=qrels,
-            depths=[depth],
-            first_stage={q: [(h.doc_id, float(h.score)) for h in hits[q]] for q in queries},
-        )
-        run.rerank_scores, _, _ = _rerank_pass(engine, queries, hits, show_progress)
-        runs.append(run)
-        used.append(f"{source.dataset.name}/{chosen}")
-    if not runs:
-        logger.warning("no BEIR source with queries to tune an interpolation weight on; none recorded")
-        return None
-    tuning = tune_weight(runs, grid=grid, depth=depth)
-    per_dataset = {}
-    if len(runs) > 1:  # a mixed model: one weight is stored, but say what each set would have chosen
-        for name, run in zip(used, runs, strict=True):
-            alone = tune_weight([run], grid=grid, depth=depth).to_dict()
-            keep = ("weight", "queries", "ndcg_first_stage", "ndcg_pure_reranker", "ndcg_interpolated")
-            per_dataset[name] = {key: alone[key] for key in keep}
-    tuning.info = {
-        "split": ", ".join(
-            name + (" (held-apart training queries)" if name.endswith("/heldout") else "") for name in used
-        ),
-        "depth": depth,
-        "first_stage": ", ".join(
-            sorted({str(s.info.get("first_stage")) for s in training_set.sources if s.kind == "beir"})
-        ),
-        "formula": FORMULA,
-    }
-    if per_dataset:
-        tuning.info["per_dataset"] = per_dataset
-    return tuning
-
-
-def _tuning_split(source: PairSource, split: str) -> str:
-    dataset = source.dataset
-    assert dataset is not None
-    if split == "heldout":
-        return "heldout"
-    if split == "auto":
-        return "dev" if "dev" in dataset.qrels and source.split != "dev" else "heldout"
-    if split not in dataset.qrels:
-        raise ValueError(
-            f"dataset {dataset.name!r} has no {split!r} split to tune on (has {sorted(dataset.qrels)})"
-        )
-    if split == source.split:
-        raise ValueError(
-            f"{split!r} is the split {dataset.name!r} was trained on; tune on another one or 'heldout'"
-        )
-    return split
 
 
 def save_fp16_copy(model_dir: str | Path, out_dir: str | Path, *, max_shard_size: str = "45MB") -> Path:

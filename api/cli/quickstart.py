@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, TextIO
+
+from winnow.api.cli.options import add_common, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +27,8 @@ def _cell(rank: int, doc_id: str, title: str, relevant: bool) -> str:
 
 def pick_reranker(name: str | None) -> tuple[str, str, str]:
     """The reranker to use, a short label, and a paragraph saying plainly what it is."""
-    from rerank.models import DEFAULT_RERANKER, shipped_models
-    from retrieval.embedder import packaged_minilm_path
+    from winnow.rerank.models import DEFAULT_RERANKER, shipped_models
+    from winnow.retrieval.embedder import packaged_minilm_path
 
     if name:
         return name, name, f"reranker: {name} (as given with --reranker)"
@@ -60,13 +66,13 @@ def run_quickstart(
     import ir_measures
     import torch
 
-    from indexes import WinnowIndex
-    from rerank.engine import CrossEncoderEngine
-    from rerank.search import first_stage_only, rerank_hits
-    from retrieval.corpus import load_beir, sample_dataset_path
-    from retrieval.dense import DenseRetriever
-    from retrieval.embedder import Embedder
-    from retrieval.indexing import build_index
+    from winnow.indexes import WinnowIndex
+    from winnow.rerank.engine import CrossEncoderEngine
+    from winnow.rerank.search import first_stage_only, rerank_hits
+    from winnow.retrieval.corpus import load_beir, sample_dataset_path
+    from winnow.retrieval.dense import DenseRetriever
+    from winnow.retrieval.embedder import Embedder
+    from winnow.retrieval.indexing import build_index
 
     def say(line: str = "") -> None:
         if out is not None:
@@ -144,3 +150,36 @@ def run_quickstart(
         "metrics": metrics,
         "queries": per_query,
     }
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the command and its options."""
+    p = subparsers.add_parser(
+        "quickstart", help="offline demo on the bundled sample corpus: index, search, rerank"
+    )
+    p.add_argument(
+        "--reranker", default=None, help="cross-encoder path or name (default: winnow's shipped one)"
+    )
+    p.add_argument("--top-k", type=positive_int, default=3, help="results shown per query (default 3)")
+    p.add_argument(
+        "--candidates", type=positive_int, default=20, help="first-stage candidates reranked (default 20)"
+    )
+    p.add_argument(
+        "--index-dir", type=Path, default=None, help="keep the sample index here (default: temp dir)"
+    )
+    add_common(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="winnow-quickstart-") as tmp:
+        report = run_quickstart(
+            index_dir=args.index_dir or Path(tmp) / "index",
+            reranker=args.reranker,
+            top_k=args.top_k,
+            candidates=args.candidates,
+            device=args.device,
+            out=None if args.json else sys.stdout,
+        )
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0

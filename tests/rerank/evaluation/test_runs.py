@@ -7,10 +7,12 @@ import ir_measures
 import numpy as np
 import pytest
 
-from rerank.evaluation import EvalRun, as_run, parse_depths, run_evaluation
-from rerank.report import build_report, compare_reports, per_query_metrics, write_report
-from retrieval.bm25 import BM25Retriever
-from retrieval.corpus import load_beir
+from winnow.rerank.evaluation.compare import compare_reports
+from winnow.rerank.evaluation.measures import per_query_metrics
+from winnow.rerank.evaluation.report import build_report, write_report
+from winnow.rerank.evaluation.runs import EvalRun, as_run, parse_depths, run_evaluation
+from winnow.retrieval.bm25 import BM25Retriever
+from winnow.retrieval.corpus import load_beir
 
 # The report skeleton of DESIGN.md ("Evaluation report"): every key here must exist in a report.
 DESIGN_SKELETON = {
@@ -173,7 +175,7 @@ def test_without_a_reranker_the_keys_exist_and_are_empty(dataset):
 
 
 def test_negative_lift_warns_loudly_and_lists_the_hurt_queries(dataset, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="rerank.report"):
+    with caplog.at_level(logging.WARNING, logger="winnow.rerank.evaluation.report"):
         _, report = _report(dataset, OracleScorer(dataset, sign=-1.0))
     assert report["lift"]["nDCG@10"] < 0
     assert any("RERANKING HURTS" in w for w in report["warnings"])
@@ -230,8 +232,8 @@ def test_eval_run_rejects_incomplete_inputs():
 
 
 def test_dense_over_an_index_dir_and_hybrid_in_memory(dataset, tmp_path, tiny_bi_encoder_path):
-    from retrieval.embedder import Embedder
-    from retrieval.indexing import build_index
+    from winnow.retrieval.embedder import Embedder
+    from winnow.retrieval.indexing import build_index
 
     embedder = Embedder(tiny_bi_encoder_path, show_progress=False)
     build_index(dataset.corpus, embedder, chunk_words=2, chunk_overlap=0, show_progress=False).save(
@@ -259,9 +261,9 @@ def test_dense_over_an_index_dir_and_hybrid_in_memory(dataset, tmp_path, tiny_bi
 
 
 def test_an_index_of_another_corpus_is_refused(dataset, tmp_path, tiny_bi_encoder_path):
-    from retrieval.corpus import Passage
-    from retrieval.embedder import Embedder
-    from retrieval.indexing import build_index
+    from winnow.retrieval.corpus import Passage
+    from winnow.retrieval.embedder import Embedder
+    from winnow.retrieval.indexing import build_index
 
     embedder = Embedder(tiny_bi_encoder_path, show_progress=False)
     other = [Passage(id=f"other-{i}", text=f"unrelated text {i}") for i in range(10)]
@@ -286,10 +288,10 @@ def test_haystack_pipeline_runs_score_like_haystacks_own_evaluators(
     from haystack import Document, Pipeline
     from haystack.components.evaluators import DocumentMRREvaluator, DocumentNDCGEvaluator
 
-    from rerank.ranker import WinnowRanker
-    from retrieval.document_store import WinnowDocumentStore
-    from retrieval.embedder_components import WinnowDocumentEmbedder, WinnowTextEmbedder
-    from retrieval.embedding_retriever import WinnowEmbeddingRetriever
+    from winnow.rerank.ranker import WinnowRanker
+    from winnow.retrieval.document_store import WinnowDocumentStore
+    from winnow.retrieval.embedder_components import WinnowDocumentEmbedder, WinnowTextEmbedder
+    from winnow.retrieval.embedding_retriever import WinnowEmbeddingRetriever
 
     doc_embedder = WinnowDocumentEmbedder(model=tiny_bi_encoder_path, progress_bar=False)
     docs = [Document(id=p.id, content=p.full_text()) for p in dataset.corpus]
@@ -360,7 +362,7 @@ def test_arguana_slice_drops_every_self_hit():
 
 
 def test_tie_broken_scores_keep_list_order_for_every_ir_measures_provider():
-    from rerank.evaluation import tie_broken
+    from winnow.rerank.evaluation.runs import tie_broken
 
     ranked = tie_broken([("b", 1.0), ("a", 1.0), ("z", 1.0 - 1e-12), ("c", 0.5)])
     singles = [np.float32(s) for _, s in ranked]
@@ -378,7 +380,7 @@ def test_tie_broken_scores_keep_list_order_for_every_ir_measures_provider():
 
 
 def test_queries_without_results_count_as_zero():
-    from rerank.report import stage_metrics
+    from winnow.rerank.evaluation.measures import stage_metrics
 
     qrels = {"q1": {"a": 1}, "q2": {"b": 1}}
     run = {"q1": {"a": 1.0, "x": 0.5}, "q2": {}}
@@ -392,7 +394,7 @@ def test_queries_without_results_count_as_zero():
 
 
 def test_report_records_how_the_engine_ran(dataset, tiny_cross_encoder_path):
-    from rerank.engine import CrossEncoderEngine
+    from winnow.rerank.engine import CrossEncoderEngine
 
     engine = CrossEncoderEngine(tiny_cross_encoder_path, device="cpu", dtype="bf16", max_length=64).load()
     run, report = _report(dataset, engine, depths=[3])

@@ -4,10 +4,10 @@ import ir_measures
 import numpy as np
 import pytest
 
-from rerank.evaluation import run_evaluation
-from rerank.report import build_report
-from rerank.trec import TrecFormatError, read_run, save_runs, write_run
-from retrieval.corpus import load_beir
+from winnow.rerank.evaluation.report import build_report
+from winnow.rerank.evaluation.runs import run_evaluation
+from winnow.rerank.evaluation.trec import TrecFormatError, read_run, save_runs, write_run
+from winnow.retrieval.corpus import load_beir
 
 
 class GradeScorer:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrieval.corpus import Dataset, load_beir
-from retrieval.hit import Hit, Retriever
+from winnow.retrieval.corpus import Dataset
+from winnow.retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,8 @@ __all__ = [
     "TrainingPair",
     "TrainingSet",
     "build_training_set",
+    "check_label",
     "load_pairs_file",
-    "mine_beir",
-    "resolve_train_split",
 ]
 
 # Fewer training pairs than this gets a warning: such a run cannot teach a cross-encoder much.
@@ -247,191 +246,6 @@ def _text(value: Any, column: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{where}: {column!r} must be a non-empty string, got {value!r:.60}")
     return value
-
-
-# --------------------------------------------------------------------------- BEIR mining
-def resolve_train_split(dataset: Dataset, split: str = "train") -> str:
-    """The split to train on: ``split`` when it has qrels; ``train`` falls back to ``dev`` (logged).
-
-    A split named ``test`` is allowed only when asked for by name, with a warning: its figures are then no
-    longer a fair test.
-    """
-    if split in dataset.qrels:
-        if split == "test":
-            logger.warning(
-                "training on the 'test' split of %s: do not report figures measured on that split",
-                dataset.name,
-            )
-        return split
-    if split == "train" and "dev" in dataset.qrels:
-        logger.info("%s has no train qrels; training on its dev split instead", dataset.name)
-        return "dev"
-    raise ValueError(
-        f"dataset {dataset.name!r} has no {split!r} qrels (available: {sorted(dataset.qrels) or 'none'}); "
-        "pass the split to train on with --split"
-    )
-
-
-def mine_beir(
-    dataset: Dataset | str | Path,
-    split: str = "train",
-    *,
-    first_stage: str | Retriever = "bm25",
-    hard_negatives: int = 4,
-    skip_top: int = 2,
-    random_negatives: int = 0,
-    candidates: int = 30,
-    seed: int = 42,
-    index: Any = None,
-    embedder: Any = None,
-    device: str | None = None,
-    max_queries: int | None = None,
-    show_progress: bool | None = None,
-) -> PairSource:
-    """Positives from ``split``'s qrels and negatives mined with ``first_stage``.
-
-    For each judged query the first stage retrieves its top documents; those not judged relevant (grade >
-    0) are candidate negatives, of which the first ``skip_top`` are skipped (the likeliest unjudged
-    positives) and the next ``hard_negatives`` kept. ``random_negatives`` more are drawn (seeded) from the
-    rest of the corpus.
-    A query's own document (same id, arguana-style) is never used.
-
-    :param first_stage: ``"dense"``, ``"bm25"``, ``"hybrid"`` or a retriever object.
-    :param candidates: first-stage hits kept per query for the reranking evaluation (nDCG@10).
-    """
-    from rerank.evaluation import build_first_stage
-
-    for name, value in (
-        ("hard_negatives", hard_negatives),
-        ("skip_top", skip_top),
-        ("random_negatives", random_negatives),
-    ):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    if candidates <= 0:
-        raise ValueError(f"candidates must be positive, got {candidates}")
-    if show_progress is None:
-        show_progress = logger.getEffectiveLevel() <= logging.INFO
-    if not isinstance(dataset, Dataset):
-        dataset = load_beir(dataset)
-    used_split = resolve_train_split(dataset, split)
-    qrels = dataset.qrels[used_split]
-    queries = dataset.split_queries(used_split)
-    queries = {q: t for q, t in queries.items() if any(g > 0 for g in qrels[q].values())}
-    if max_queries is not None:
-        queries = dict(list(queries.items())[:max_queries])
-    if not queries:
-        raise ValueError(f"split {used_split!r} of {dataset.name!r} has no query with a relevant document")
-    by_id = {p.id: p for p in dataset.corpus}
-    # one fetch deep enough for the candidates and the negatives (positives and the self-hit take room too)
-    most_positives = max(sum(g > 0 for g in qrels[q].values()) for q in queries)
-    depth = max(candidates, skip_top + hard_negatives + most_positives) + 1
-    if isinstance(first_stage, str):
-        retriever, fs_info = build_first_stage(
-            first_stage,
-            dataset,
-            index=index,
-            embedder=embedder,
-            device=device,  # a hybrid fuses its retrievers' top 100 (more when deeper), as `winnow eval`
-            show_progress=show_progress,
-        )
-    else:
-        retriever, fs_info = first_stage, {"name": getattr(first_stage, "name", type(first_stage).__name__)}
-    qids = list(queries)
-    logger.info(
-        "mining negatives for %d %s queries of %s with %s",
-        len(qids),
-        used_split,
-        dataset.name,
-        fs_info.get("name"),
-    )
-    hits = _retrieve(retriever, [queries[q] for q in qids], depth, show_progress)
-    rng = random.Random(seed)
-    all_ids = sorted(by_id)
-    pairs: list[TrainingPair] = []
-    kept: dict[str, list[Hit]] = {}
-    name = f"{dataset.name}/{used_split}"
-    n_hard = n_random = 0
-    for qid, row in zip(qids, hits, strict=True):
-        text = queries[qid]
-        relevant = {d for d, g in qrels[qid].items() if g > 0}
-        row = _unique_docs([h for h in row if h.doc_id != qid])
-        kept[qid] = row[:candidates]
-        for doc in sorted(relevant):
-            if doc in by_id:
-                pairs.append(TrainingPair(text, by_id[doc].full_text(), 1.0, name))
-        non_relevant = [h.doc_id for h in row if h.doc_id not in relevant and h.doc_id in by_id]
-        chosen = non_relevant[skip_top : skip_top + hard_negatives]
-        for doc in chosen:
-            pairs.append(TrainingPair(text, by_id[doc].full_text(), 0.0, name))
-        n_hard += len(chosen)
-        if random_negatives:
-            taken = relevant | set(chosen) | {qid}
-            drawn = _draw(rng, all_ids, taken, random_negatives)
-            pairs.extend(TrainingPair(text, by_id[d].full_text(), 0.0, name) for d in drawn)
-            n_random += len(drawn)
-    info = {
-        "dataset": dataset.name,
-        "split": used_split,
-        "first_stage": fs_info.get("name"),
-        "first_stage_model": fs_info.get("model"),
-        "hard_negatives": hard_negatives,
-        "skip_top": skip_top,
-        "random_negatives": random_negatives,
-        "max_queries": max_queries,
-        "hard_negative_pairs": n_hard,
-        "random_negative_pairs": n_random,
-    }
-    return PairSource(
-        name=name,
-        kind="beir",
-        pairs=pairs,
-        info=info,
-        dataset=dataset,
-        split=used_split,
-        queries=queries,
-        qrels={q: dict(qrels[q]) for q in qids},
-        candidates=kept,
-        retriever=retriever,
-    )
-
-
-def _retrieve(retriever: Retriever, texts: list[str], depth: int, show_progress: bool) -> list[list[Hit]]:
-    from tqdm.auto import tqdm
-
-    out: list[list[Hit]] = []
-    step = 64
-    bar = tqdm(total=len(texts), desc="mining negatives", unit="query", disable=not show_progress)
-    for start in range(0, len(texts), step):
-        batch = texts[start : start + step]
-        out.extend(retriever.retrieve_batch(batch, top_k=depth))
-        bar.update(len(batch))
-    bar.close()
-    return out
-
-
-def _unique_docs(hits: Sequence[Hit]) -> list[Hit]:
-    seen: set[str] = set()
-    out = []
-    for hit in hits:
-        if hit.doc_id not in seen:
-            seen.add(hit.doc_id)
-            out.append(hit)
-    return out
-
-
-def _draw(rng: random.Random, ids: list[str], taken: set[str], count: int) -> list[str]:
-    """Up to ``count`` distinct ids not in ``taken``, seeded."""
-    available = len(ids) - len(taken & set(ids))
-    count = min(count, max(0, available))
-    drawn: list[str] = []
-    picked: set[str] = set()
-    while len(drawn) < count:
-        doc = ids[rng.randrange(len(ids))]
-        if doc not in taken and doc not in picked:
-            picked.add(doc)
-            drawn.append(doc)
-    return drawn
 
 
 # --------------------------------------------------------------------------- merging

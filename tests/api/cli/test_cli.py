@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from api.cli import build_parser, main
+from winnow.api.cli import build_parser, main
 
 
 @pytest.fixture()

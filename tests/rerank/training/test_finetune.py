@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rerank.finetune import TrainingRecipe, finetune, resolve_base, save_card, tune_interpolation
-from rerank.models import ModelNotFoundError, read_card
-from rerank.training_data import build_training_set, mine_beir
-from retrieval.corpus import load_beir
 from tests.conftest import write_tiny_beir
+from winnow.rerank.card import card_interpolation_weight, read_card, save_card
+from winnow.rerank.models import ModelNotFoundError
+from winnow.rerank.training.finetune import TrainingRecipe, finetune, resolve_base
+from winnow.rerank.training.mining import mine_beir
+from winnow.rerank.training.pairs import build_training_set
+from winnow.rerank.training.tuning import tune_interpolation
+from winnow.retrieval.corpus import load_beir
 
 
 def _training_set(root: Path, *, dev: bool = False):
@@ -44,7 +47,7 @@ def trained(tmp_path_factory, tiny_cross_encoder_path):
 def test_saved_folder_loads_with_plain_cross_encoder_and_winnow_engine(trained):
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from rerank.engine import CrossEncoderEngine
+    from winnow.rerank.engine import CrossEncoderEngine
 
     out, _, _ = trained
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
@@ -60,7 +63,7 @@ def test_saved_folder_loads_with_plain_cross_encoder_and_winnow_engine(trained):
 
 
 def test_training_changed_the_weights(trained, tiny_cross_encoder_path):
-    from rerank.engine import CrossEncoderEngine
+    from winnow.rerank.engine import CrossEncoderEngine
 
     out, _, _ = trained
     pairs = [("apple", "apple apple apple cell"), ("vaccine", "the company said debt")]
@@ -72,7 +75,16 @@ def test_training_changed_the_weights(trained, tiny_cross_encoder_path):
 def test_model_card_contents(trained, tiny_cross_encoder_path):
     out, card, training_set = trained
     assert read_card(out) == json.loads((out / "winnow.json").read_text())
-    assert card["base"]["path"] == tiny_cross_encoder_path
+    from pathlib import Path
+
+    from winnow.rerank.card import weights_sha256
+
+    # the base by name and weights hash, never a machine path
+    assert card["base"] == {
+        "model": Path(tiny_cross_encoder_path).name,
+        "sha256": weights_sha256(tiny_cross_encoder_path),
+    }
+    assert str(Path(tiny_cross_encoder_path).parent) not in json.dumps(card["base"])
     assert card["data"]["train_pairs"] == len(training_set.train) > 0
     assert card["data"]["eval_queries"] == 3
     assert card["data"]["sources"][0]["name"] == "beir/train"
@@ -113,7 +125,7 @@ def test_model_card_contents(trained, tiny_cross_encoder_path):
 def test_ranker_reads_the_trained_card(trained):
     from haystack import Document
 
-    from rerank.ranker import WinnowRanker
+    from winnow.rerank.ranker import WinnowRanker
 
     out, card, _ = trained
     ranker = WinnowRanker(model=str(out), device="cpu")
@@ -188,8 +200,8 @@ def test_fp16_copy_loads_and_scores_like_the_original(trained, tmp_path):
     from safetensors.torch import load_file
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from rerank.engine import CrossEncoderEngine
-    from rerank.finetune import save_fp16_copy
+    from winnow.rerank.engine import CrossEncoderEngine
+    from winnow.rerank.training.finetune import save_fp16_copy
 
     out, _, _ = trained
     half = save_fp16_copy(out, tmp_path / "half")
@@ -210,7 +222,6 @@ def test_fp16_copy_loads_and_scores_like_the_original(trained, tmp_path):
 
 
 def test_save_card_records_a_hand_set_weight_in_card_and_readme(trained, tmp_path):
-    from rerank.models import card_interpolation_weight
 
     out, card, _ = trained
     copy = tmp_path / "model"

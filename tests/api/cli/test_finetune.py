@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import build_parser, main
+import winnow.rerank.training.mining as mining
+from winnow.api.cli import build_parser, main
 
 
 @pytest.fixture()
@@ -75,12 +76,11 @@ def test_finetune_then_eval(tmp_path, beir_train, tiny_cross_encoder_path, capsy
 
 
 def test_missing_base_exits_2_before_mining(tmp_path, beir_train, capsys, monkeypatch):
-    import rerank.training_data
 
     def fail(*args, **kwargs):
         raise AssertionError("mining ran before the base was checked")
 
-    monkeypatch.setattr(rerank.training_data, "mine_beir", fail)
+    monkeypatch.setattr(mining, "mine_beir", fail)
     argv = [
         "finetune",
         "--dataset",
@@ -111,7 +111,6 @@ def test_bad_labels_and_bad_arguments_exit_2(tmp_path, beir_train, tiny_cross_en
 
 
 def test_first_stage_and_index_are_given_once_or_once_per_dataset(tmp_path, beir_train, capsys, monkeypatch):
-    import rerank.training_data
 
     seen = []
 
@@ -120,7 +119,7 @@ def test_first_stage_and_index_are_given_once_or_once_per_dataset(tmp_path, beir
         if len(seen) == 2:
             raise ValueError("stop after mining")
 
-    monkeypatch.setattr(rerank.training_data, "mine_beir", record)
+    monkeypatch.setattr(mining, "mine_beir", record)
     base = ["finetune", "--out", str(tmp_path / "m"), "--dataset", str(beir_train), "--dataset", "b"]
     assert main([*base, "--first-stage", "dense", "--index", "i1", "--index", "i2"]) == 2
     assert "stop after mining" in capsys.readouterr().err

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rerank.interpolation import check_weight, interpolated_ranking
-from rerank.search import Scorer, scorer_weight
-from retrieval.corpus import Dataset
-from retrieval.first_stage import FIRST_STAGES
-from retrieval.hit import Hit, Retriever
+from winnow.rerank.interpolation import check_weight, interpolated_ranking
+from winnow.rerank.scorer import Scorer, scorer_weight
+from winnow.retrieval.corpus import Dataset
+from winnow.retrieval.first_stage import build_first_stage
+from winnow.retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,9 @@ __all__ = [
     "EvalRun",
     "Ranked",
     "as_run",
-    "build_first_stage",
+    "first_stage_pass",
     "parse_depths",
+    "rerank_pass",
     "run_evaluation",
     "tie_broken",
 ]
@@ -194,98 +195,6 @@ def as_run(lists: Mapping[str, Ranked]) -> dict[str, dict[str, float]]:
     return {qid: dict(tie_broken(ranked)) for qid, ranked in lists.items()}
 
 
-# --------------------------------------------------------------------------- first stage
-def build_first_stage(
-    kind: str,
-    dataset: Dataset | None = None,
-    *,
-    index: str | Path | Any | None = None,
-    embedder: Any = None,
-    depth: int = 100,
-    device: str | None = None,
-    show_progress: bool = True,
-) -> tuple[Retriever, dict[str, Any]]:
-    """A ``dense``/``bm25``/``hybrid`` first stage and a description of it for the report.
-
-    With ``index`` (an index directory or a loaded ``WinnowIndex``) the first stage runs over it; without,
-    BM25 is built over ``dataset``'s corpus and dense/hybrid over an index embedded in memory with
-    ``embedder`` (an ``Embedder``, a model name/folder, or None for the packaged default). ``depth``: how
-    many of each retriever's hits a hybrid fuses (at least; a deeper request fuses deeper). It is not the
-    number of candidates kept: RRF over shorter lists ranks differently (SciFact test, top 20: nDCG@10 0.7131
-    fusing 21 per retriever, 0.7167 fusing 100), so evaluation, mining and search all fuse 100.
-    """
-    from retrieval.embedder import Embedder
-
-    if kind not in FIRST_STAGES:
-        raise ValueError(f"unknown first stage {kind!r}; choose one of {', '.join(FIRST_STAGES)}")
-    info: dict[str, Any] = {"name": kind, "index": None, "chunked": False}
-    if index is None and kind == "bm25":
-        if dataset is None:
-            raise ValueError("a BM25 first stage needs a dataset or an index")
-        from retrieval.bm25 import BM25Retriever
-
-        retriever = BM25Retriever(dataset.corpus)
-        info["model"] = retriever.description
-        return retriever, info
-    from retrieval.first_stage import make_first_stage
-
-    win_index = _load_or_build_index(index, dataset, embedder, kind, device, show_progress)
-    if index is not None and dataset is not None:
-        _check_index_covers(win_index, dataset, index)
-    info["index"] = str(index) if isinstance(index, (str, Path)) else None
-    info["chunked"] = bool(win_index.extra.get("chunked"))
-    emb = None
-    if kind != "bm25":
-        emb = embedder if isinstance(embedder, Embedder) else None
-        if emb is None:
-            emb = Embedder(embedder or win_index.embedder, device=device, show_progress=False)
-        emb.load()
-    retriever = make_first_stage(kind, win_index, emb, depth=depth)
-    info["model"] = {"dense": win_index.embedder, "bm25": "bm25s"}.get(
-        kind, f"rrf(bm25s, {win_index.embedder})"
-    )
-    if kind == "hybrid":
-        info["fusion_depth"] = depth
-    if kind != "bm25":
-        info["embedder"] = win_index.embedder
-    return retriever, info
-
-
-def _check_index_covers(win_index: Any, dataset: Dataset, index: Any, sample: int = 50) -> None:
-    """Refuse an index built from another corpus (judged documents it cannot return would score zero)."""
-    ids = [doc.id for doc in dataset.corpus[:: max(1, len(dataset.corpus) // sample)]][:sample]
-    table = win_index.table
-    found = sum(record is not None for record in table.get(ids, with_embedding=False))
-    if found < len(ids):  # chunked indexes store chunks under their parent document's id
-        found = len({parent for parent in ids if table.ids_for_parent([parent])})
-    if found < len(ids) / 2:
-        raise ValueError(
-            f"index {index} does not hold {dataset.name}'s corpus ({found} of {len(ids)} sampled document "
-            f"ids found); build one with: winnow index --corpus <{dataset.name} folder> --out DIR"
-        )
-
-
-def _load_or_build_index(index, dataset, embedder, kind, device, show_progress):
-    from indexes import WinnowIndex
-    from retrieval.embedder import Embedder, resolve_embedder
-    from retrieval.indexing import build_index
-
-    if isinstance(index, WinnowIndex):
-        return index
-    if index is not None:
-        expected = None
-        if isinstance(embedder, Embedder):
-            expected = embedder.name
-        elif embedder and kind != "bm25":
-            expected = resolve_embedder(embedder)[0]
-        return WinnowIndex.load(index, expected_embedder=expected)
-    if dataset is None:
-        raise ValueError(f"a {kind} first stage needs an index directory or a dataset to index in memory")
-    emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder, device=device)
-    logger.info("embedding %d documents of %s in memory with %s", len(dataset.corpus), dataset.name, emb.name)
-    return build_index(dataset.corpus, emb, show_progress=show_progress)
-
-
 # --------------------------------------------------------------------------- the run
 def run_evaluation(
     dataset: Dataset,
@@ -341,7 +250,7 @@ def run_evaluation(
     scorer, rr_info = _resolve_reranker(reranker, device)
     corpus_ids = {p.id for p in dataset.corpus} | {p.doc_id for p in dataset.corpus}
     fetch = max_depth + 1 if any(qid in corpus_ids for qid in queries) else max_depth
-    hits, fs_ms, removed = _first_stage_pass(retriever, queries, fetch, max_depth, show_progress)
+    hits, fs_ms, removed = first_stage_pass(retriever, queries, fetch, max_depth, show_progress)
     if removed:
         logger.info("dropped %d hits whose id equals their query's id (arguana-style)", removed)
     run = EvalRun(
@@ -356,7 +265,7 @@ def run_evaluation(
         self_hits_removed=removed,
     )
     if scorer is not None:
-        run.rerank_scores, run.rerank_ms, run.pairs = _rerank_pass(
+        run.rerank_scores, run.rerank_ms, run.pairs = rerank_pass(
             scorer, queries, hits, show_progress, titles=rerank_titles
         )
         run.reranker_info = {**rr_info, "titles": rerank_titles}
@@ -366,7 +275,7 @@ def run_evaluation(
     return run
 
 
-def _first_stage_pass(
+def first_stage_pass(
     retriever: Retriever, queries: dict[str, str], fetch: int, depth: int, show_progress: bool
 ) -> tuple[dict[str, list[Hit]], list[float], int]:
     """One retrieval per query (timed), self-hits dropped, cut to ``depth`` documents."""
@@ -393,7 +302,7 @@ def _first_stage_pass(
     return out, timings, removed
 
 
-def _rerank_pass(
+def rerank_pass(
     scorer: Scorer,
     queries: dict[str, str],
     hits: dict[str, list[Hit]],
@@ -426,7 +335,7 @@ def _resolve_reranker(reranker: str | Scorer | None, device: str | None) -> tupl
     if reranker is None:
         return None, {}
     if isinstance(reranker, str):
-        from rerank.engine import CrossEncoderEngine
+        from winnow.rerank.engine import CrossEncoderEngine
 
         reranker = CrossEncoderEngine(reranker, device=device).load()
     if not callable(getattr(reranker, "score", None)):

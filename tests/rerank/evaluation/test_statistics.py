@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rerank.statistics import (
+from winnow.rerank.evaluation.statistics import (
     bootstrap_ci,
     compare_paired,
     paired_t_test,

@@ -1,61 +1,16 @@
-"""Training data: pairs files, BEIR mining, label validation, mixing and the held-apart split."""
+"""Training pairs: pairs files, label validation, mixing sources and the held-apart split."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-from pathlib import Path
 
 import pytest
 
-from rerank.training_data import (
-    TrainingPair,
-    build_training_set,
-    load_pairs_file,
-    mine_beir,
-    resolve_train_split,
-)
-from retrieval.corpus import load_beir
-from tests.conftest import write_tiny_beir
-
-
-def _beir_with_train(root: Path) -> Path:
-    """The tiny BEIR folder with its qrels also as a ``train`` split."""
-    path = write_tiny_beir(root)
-    shutil.copy(path / "qrels" / "test.tsv", path / "qrels" / "train.tsv")
-    return path
-
-
-def _positives(dataset, split: str) -> dict[str, set[str]]:
-    by_id = {p.id: p.full_text() for p in dataset.corpus}
-    queries = dataset.queries
-    out: dict[str, set[str]] = {}
-    for qid, judged in dataset.qrels[split].items():
-        out.setdefault(queries[qid], set()).update(by_id[d] for d, g in judged.items() if g > 0)
-    return out
-
-
-class _FixedOrder:
-    """A first stage that ranks the whole corpus in one fixed (shuffled) order for every query."""
-
-    name = "fixed"
-
-    def __init__(self, dataset):
-        import random
-
-        from retrieval.hit import Hit
-
-        self.order = sorted(p.id for p in dataset.corpus)
-        random.Random(0).shuffle(self.order)
-        by_id = {p.id: p for p in dataset.corpus}
-        self._hits = [
-            Hit(id=d, text=by_id[d].text, title=by_id[d].title, score=float(len(self.order) - r))
-            for r, d in enumerate(self.order)
-        ]
-
-    def retrieve_batch(self, queries, top_k=10):
-        return [list(self._hits[:top_k]) for _ in queries]
+from tests.rerank.training.helpers import beir_with_train
+from winnow.rerank.training.mining import mine_beir
+from winnow.rerank.training.pairs import TrainingPair, build_training_set, load_pairs_file
+from winnow.retrieval.corpus import load_beir
 
 
 # --------------------------------------------------------------------------- pairs files
@@ -145,75 +100,9 @@ def test_pairs_file_errors(tmp_path):
         load_pairs_file(empty_query)
 
 
-# --------------------------------------------------------------------------- BEIR mining
-def test_mined_negatives_never_include_positives(tmp_path):
-    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
-    source = mine_beir(dataset, "train", first_stage="bm25", hard_negatives=3, skip_top=0, random_negatives=5)
-    positives = _positives(dataset, "train")
-    negatives = [p for p in source.pairs if p.label == 0.0]
-    assert negatives, "mining found no negatives"
-    for pair in negatives:
-        assert pair.document not in positives[pair.query]
-    # every judged positive is a label-1 pair
-    got = {(p.query, p.document) for p in source.pairs if p.label == 1.0}
-    assert got == {(q, d) for q, docs in positives.items() for d in docs}
-    # the self-hit document (id == query id "q3") is never a negative of q3
-    q3 = dataset.queries["q3"]
-    assert all(p.document != "cherry" or p.query != q3 for p in negatives)
-
-
-def test_hard_negatives_follow_the_first_stage_after_skip_top(tmp_path):
-    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
-    retriever = _FixedOrder(dataset)
-    full = mine_beir(dataset, "train", first_stage=retriever, hard_negatives=4, skip_top=0)
-    skipped = mine_beir(dataset, "train", first_stage=retriever, hard_negatives=2, skip_top=1)
-
-    def negatives(source):
-        out: dict[str, list[str]] = {}
-        for p in source.pairs:
-            if p.label == 0.0:
-                out.setdefault(p.query, []).append(p.document)
-        return out
-
-    a, b = negatives(full), negatives(skipped)
-    assert all(len(v) == 4 for v in a.values()) and len(a) == 12
-    text_of = {p.id: p.full_text() for p in dataset.corpus}
-    for query, docs in a.items():
-        qid = next(q for q, t in dataset.queries.items() if t == query)
-        relevant = {d for d, g in dataset.qrels["train"][qid].items() if g > 0}
-        expected = [d for d in retriever.order if d not in relevant and d != qid][:4]
-        assert docs == [text_of[d] for d in expected]  # top-ranked non-relevant documents, in rank order
-    for query, docs in b.items():
-        assert docs == a[query][1:3]  # the first non-relevant hit is skipped, the next two kept
-    assert skipped.info["skip_top"] == 1 and skipped.info["hard_negatives"] == 2
-
-
-def test_random_negatives_are_seeded(tmp_path):
-    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
-    one = mine_beir(dataset, "train", hard_negatives=0, random_negatives=3, seed=1)
-    same = mine_beir(dataset, "train", hard_negatives=0, random_negatives=3, seed=1)
-    other = mine_beir(dataset, "train", hard_negatives=0, random_negatives=3, seed=2)
-    assert one.pairs == same.pairs
-    assert one.pairs != other.pairs
-    assert one.info["random_negative_pairs"] == 3 * 12
-
-
-def test_train_falls_back_to_dev_and_says_so(tmp_path, caplog):
-    path = write_tiny_beir(tmp_path / "beir")
-    (path / "qrels" / "test.tsv").rename(path / "qrels" / "dev.tsv")
-    dataset = load_beir(path)
-    with caplog.at_level(logging.INFO, logger="rerank.training_data"):
-        assert resolve_train_split(dataset, "train") == "dev"
-    assert "no train qrels" in caplog.text and "dev" in caplog.text
-    with pytest.raises(ValueError, match="available"):
-        resolve_train_split(dataset, "validation")
-    source = mine_beir(dataset, "train", hard_negatives=1)
-    assert source.split == "dev" and source.info["split"] == "dev"
-
-
 # --------------------------------------------------------------------------- merging and the split
 def test_mixing_sources_and_dropping_negatives_that_are_positives(tmp_path):
-    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    dataset = load_beir(beir_with_train(tmp_path / "beir"))
     beir = mine_beir(dataset, "train", hard_negatives=2, skip_top=0)
     query = dataset.queries["q0"]
     positive = next(p.document for p in beir.pairs if p.query == query and p.label == 1.0)
@@ -239,7 +128,7 @@ def test_mixing_sources_and_dropping_negatives_that_are_positives(tmp_path):
 
 
 def test_split_is_by_query_and_seeded(tmp_path):
-    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    dataset = load_beir(beir_with_train(tmp_path / "beir"))
     source = mine_beir(dataset, "train", hard_negatives=2, random_negatives=1)
     one = build_training_set([source], eval_fraction=0.25, seed=7, min_pairs=0)
     again = build_training_set([source], eval_fraction=0.25, seed=7, min_pairs=0)
@@ -259,7 +148,7 @@ def test_split_is_by_query_and_seeded(tmp_path):
 
 def test_summary_records_what_rebuilds_the_held_apart_split(tmp_path):
     # a card's data summary must be enough to rebuild the same held-apart queries later (to tune on them)
-    dataset = load_beir(_beir_with_train(tmp_path / "beir"))
+    dataset = load_beir(beir_with_train(tmp_path / "beir"))
     source = mine_beir(dataset, "train", hard_negatives=1, max_queries=10)
     built = build_training_set([source], eval_fraction=0.25, seed=7, min_pairs=0)
     summary = built.summary()
@@ -280,11 +169,11 @@ def test_tiny_set_warns_with_its_size(tmp_path, caplog):
     path.write_text(
         '{"query": "q", "document": "d", "label": 1}\n{"query": "q", "document": "e", "label": 0}\n'
     )
-    with caplog.at_level(logging.WARNING, logger="rerank.training_data"):
+    with caplog.at_level(logging.WARNING, logger="winnow.rerank.training.pairs"):
         build_training_set([load_pairs_file(path)], eval_fraction=0.0)
     assert "only 2 training pairs" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="rerank.training_data"):
+    with caplog.at_level(logging.WARNING, logger="winnow.rerank.training.pairs"):
         build_training_set([load_pairs_file(path)], eval_fraction=0.0, min_pairs=2)
     assert "training pairs" not in caplog.text
 
@@ -297,6 +186,6 @@ def test_build_training_set_refuses_bad_input():
 
 
 def _one_pair_source():
-    from rerank.training_data import PairSource
+    from winnow.rerank.training.pairs import PairSource
 
     return PairSource(name="x", kind="pairs", pairs=[TrainingPair("q", "d", 1.0, "x")])

@@ -1,0 +1,87 @@
+"""``winnow serve``: the REST service over an index and a reranker."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from winnow.api.cli.options import add_common, int_at_least, positive_int
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the command and its options."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve an index and a reranker over HTTP (search, Cohere/TEI rerank, documents)",
+        description="Run the REST service (OpenAPI at /docs). Every setting can also come from WINNOW_* "
+        "environment variables or a --config file (see api/settings.py); flags win over both. Set API keys "
+        "with WINNOW_API_KEYS=k1,k2 rather than on the command line.",
+    )
+    p.add_argument(
+        "--index", type=Path, default=None, help="index directory (created on first write if missing)"
+    )
+    p.add_argument(
+        "--reranker", default=None, help="cross-encoder path or name, or 'none' (default: winnow-general)"
+    )
+    p.add_argument("--embedder", default=None, help="bi-encoder (default: the index's)")
+    p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int_at_least(1), default=None, help="port (default 8000)")
+    p.add_argument("--config", type=Path, default=None, help=".toml or .json settings file")
+    p.add_argument(
+        "--no-micro-batching",
+        dest="micro_batching",
+        action="store_false",
+        default=None,
+        help="score each rerank request alone (for comparison)",
+    )
+    p.add_argument(
+        "--batch-wait-ms", type=float, default=None, help="micro-batch collection window (default 5)"
+    )
+    p.add_argument(
+        "--torch-threads", type=positive_int, default=None, help="torch threads (default: all cores)"
+    )
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "onnx-int8"),
+        default=None,
+        help="reranker runtime (default torch; onnx and onnx-int8 run on CPU with ONNX Runtime)",
+    )
+    add_common(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+        from pydantic import ValidationError
+
+        from winnow.api.app import create_app
+        from winnow.api.settings import load_settings
+    except ImportError as err:
+        raise ValueError(
+            f"winnow serve needs the serve extra ({err.name} is missing): pip install 'winnow[serve]'"
+        ) from None
+
+    try:
+        settings = load_settings(
+            args.config,
+            index=args.index,
+            reranker=args.reranker,
+            embedder=args.embedder,
+            host=args.host,
+            port=args.port,
+            device=args.device,
+            micro_batching=args.micro_batching,
+            batch_wait_ms=args.batch_wait_ms,
+            backend=args.backend,
+            torch_threads=args.torch_threads,
+        )
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
+        )
+        hint = " (pass --index DIR or set WINNOW_INDEX)" if "index: Field required" in problems else ""
+        raise ValueError(f"invalid settings: {problems}{hint}") from None
+    app = create_app(settings)
+    level = "debug" if args.verbose > 1 else "info"
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, timeout_graceful_shutdown=30)
+    return 0

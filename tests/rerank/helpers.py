@@ -1,0 +1,19 @@
+"""Evaluation runs built by hand, shared by the interpolation and tuning tests."""
+
+from __future__ import annotations
+
+from winnow.rerank.evaluation.runs import EvalRun
+
+
+def constructed_run() -> EvalRun:
+    """Two queries: the first stage is right on q1 and wrong on q2, the reranker the other way round;
+    only a mix of both gets both right."""
+    return EvalRun(
+        dataset="constructed",
+        split="dev",
+        queries={"q1": "first", "q2": "second"},
+        qrels={"q1": {"a": 1}, "q2": {"e": 1}},
+        depths=[10],
+        first_stage={"q1": [("a", 1.0), ("b", 0.8), ("c", 0.0)], "q2": [("d", 1.0), ("e", 0.9), ("f", 0.0)]},
+        rerank_scores={"q1": {"a": 0.9, "b": 1.0, "c": 0.0}, "q2": {"d": 0.5, "e": 1.0, "f": 0.0}},
+    )
