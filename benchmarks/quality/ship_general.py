@@ -49,7 +49,7 @@ def main() -> None:
     if TARGET.exists():
         shutil.rmtree(TARGET)
     shutil.copytree(args.source, TARGET, ignore=shutil.ignore_patterns("checkpoints", "*.tmp"))
-    from winnow.rerank.training.finetune import save_card
+    from winnow.rerank.card import save_card
 
     card = json.loads(card_path.read_text())
     card["interpolation"] = {"weight": args.weight, "source": args.weight_source, "split": None}

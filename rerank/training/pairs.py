@@ -16,6 +16,7 @@ evaluation during training.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -186,7 +187,8 @@ def load_pairs_file(path: str | Path) -> PairSource:
     if not pairs:
         raise ValueError(f"{path}: no pairs found")
     logger.info("%s: %d pairs (%d positive)", path, len(pairs), sum(p.label > 0 for p in pairs))
-    return PairSource(name=name, kind="pairs", pairs=pairs, info={"path": str(path)})
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()  # the card names the file by content, not location
+    return PairSource(name=name, kind="pairs", pairs=pairs, info={"sha256": digest})
 
 
 def _jsonl_pairs(path: Path, name: str) -> Iterable[TrainingPair]:

