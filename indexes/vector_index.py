@@ -428,12 +428,6 @@ class VectorIndex:
             self._stored = np.empty(0, dtype=np.int64)
             self._set_tombstones(np.empty(0, dtype=np.int64))
 
-    def compact(self) -> None:
-        """Drop tombstoned vectors now (normally automatic)."""
-        with self._lock:
-            if self._tombstones.size:
-                self._compact()
-
     # ------------------------------------------------------------------ lookup
     def contains(self, ids: object) -> np.ndarray:
         """Boolean mask: which ids are live (stored and not removed)."""

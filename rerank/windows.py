@@ -12,15 +12,7 @@ from dataclasses import dataclass
 
 from winnow.retrieval.chunker import window_spans
 
-__all__ = ["PairTemplate", "doc_budget", "split_windows", "truncate_query", "window_spans"]
-
-
-def split_windows(
-    doc_ids: Sequence[int], budget: int, stride: int, max_windows: int | None = None
-) -> list[list[int]]:
-    """Split ``doc_ids`` into overlapping windows of at most ``budget`` ids (see :func:`window_spans`)."""
-    spans = window_spans(len(doc_ids), budget, stride, max_windows)
-    return [list(doc_ids[start:end]) for start, end in spans]
+__all__ = ["PairTemplate", "doc_budget", "truncate_query", "window_spans"]
 
 
 def truncate_query(query_ids: Sequence[int], max_length: int, num_special: int) -> list[int]:

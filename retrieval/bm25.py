@@ -16,8 +16,8 @@ logger = logging.getLogger(__name__)
 class BM25Retriever:
     """BM25 (Lucene variant) built in memory with bm25s.
 
-    Defaults are bm25s' own (k1=1.5, b=0.75): on SciFact test they give nDCG@10 0.686, against 0.676 with
-    Pyserini's k1=0.9, b=0.4 (measured with this class, English stemming and stop words).
+    Defaults are bm25s' own (k1=1.5, b=0.75), with English stemming and stop words; what they give on each
+    shared set is in benchmarks/results/first_stage_*.md.
     """
 
     name = "bm25"

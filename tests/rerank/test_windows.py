@@ -4,7 +4,15 @@ import random
 
 import pytest
 
-from winnow.rerank.windows import PairTemplate, doc_budget, split_windows, truncate_query, window_spans
+from winnow.rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
+
+
+def split_windows(doc_ids, budget, stride, max_windows=None):
+    """The token windows the engine scores: ``doc_ids`` sliced at :func:`window_spans`."""
+    return [
+        list(doc_ids[start:end]) for start, end in window_spans(len(doc_ids), budget, stride, max_windows)
+    ]
+
 
 CASES = [
     (length, budget, stride)
