@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from winnow.api.cli.options import add_common, emit, non_negative_int, positive_int
 
@@ -20,6 +21,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "Writes MODEL_DIR (loadable by CrossEncoder(path)) with README.md and winnow.json model cards. "
         "Rerunning the same command resumes from the last checkpoint.",
     )
+    _add_data_options(p)
+    _add_recipe_options(p)
+    _add_mining_options(p)
+    _add_tuning_options(p)
+    add_common(p)
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    """Training data, output folder and base model."""
     p.add_argument(
         "--dataset",
         action="append",
@@ -45,6 +55,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="model to start from: folder, winnow short name or hub name "
         "(default: winnow-general when installed, else the packaged all-MiniLM-L6-v2)",
     )
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """Hyper-parameters of the training recipe."""
     p.add_argument("--epochs", type=float, default=1.0, help="training epochs (default 1)")
     p.add_argument(
         "--max-steps", type=positive_int, default=None, help="stop after N steps (overrides epochs)"
@@ -64,6 +78,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, default=42, help="seed of training, sampling and the split (default 42)"
     )
+
+
+def _add_mining_options(p: argparse.ArgumentParser) -> None:
+    """How hard negatives are mined and how many queries are held apart."""
     p.add_argument(
         "--first-stage",
         action="append",
@@ -101,6 +119,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0.1,
         help="share of training queries held apart for evaluation (default 0.1)",
     )
+
+
+def _add_tuning_options(p: argparse.ArgumentParser) -> None:
+    """Interpolation weight tuning and checkpoints."""
     p.add_argument(
         "--tune-weight-split",
         default="auto",
@@ -120,7 +142,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="tune the interpolation weight on at most N queries per dataset (default: all)",
     )
     p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/checkpoints after training")
-    add_common(p)
 
 
 def _finetune_command(args: argparse.Namespace) -> str:
@@ -151,8 +172,7 @@ def _per_dataset(flag: str, values: list, datasets: list) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from winnow.rerank.training.finetune import TrainingRecipe, finetune, resolve_base
-    from winnow.rerank.training.mining import mine_beir
-    from winnow.rerank.training.pairs import build_training_set, load_pairs_file
+    from winnow.rerank.training.pairs import build_training_set
 
     if not args.dataset and not args.pairs:
         raise ValueError("finetune needs training data: --dataset BEIR_DIR and/or --pairs FILE")
@@ -171,6 +191,30 @@ def run(args: argparse.Namespace) -> int:
         eval_steps=args.eval_steps,
     )
     tune_split = None if args.tune_weight_split.lower() in {"none", "no", "off"} else args.tune_weight_split
+    sources = _load_sources(args)
+    training_set = build_training_set(sources, eval_fraction=args.eval_fraction, seed=args.seed)
+    card = finetune(
+        training_set,
+        args.out,
+        base=args.base,
+        recipe=recipe,
+        device=args.device,
+        show_progress=not args.json,
+        keep_checkpoints=args.keep_checkpoints,
+        tune_weight_split=tune_split,
+        tune_depth=args.tune_depth,
+        tune_max_queries=args.tune_max_queries,
+        command=_finetune_command(args),
+    )
+    emit(card, args.json, "\n".join(_summary_lines(card, args.out)))
+    return 0
+
+
+def _load_sources(args: argparse.Namespace) -> list[Any]:
+    """The pairs files, then each ``--dataset`` mined with its first stage and index."""
+    from winnow.rerank.training.mining import mine_beir
+    from winnow.rerank.training.pairs import load_pairs_file
+
     datasets = args.dataset or []
     first_stages = _per_dataset("--first-stage", args.first_stage or ["bm25"], datasets)
     indexes = _per_dataset("--index", args.index or [None], datasets)
@@ -193,23 +237,14 @@ def run(args: argparse.Namespace) -> int:
                 show_progress=not args.json,
             )
         )
-    training_set = build_training_set(sources, eval_fraction=args.eval_fraction, seed=args.seed)
-    card = finetune(
-        training_set,
-        args.out,
-        base=args.base,
-        recipe=recipe,
-        device=args.device,
-        show_progress=not args.json,
-        keep_checkpoints=args.keep_checkpoints,
-        tune_weight_split=tune_split,
-        tune_depth=args.tune_depth,
-        tune_max_queries=args.tune_max_queries,
-        command=_finetune_command(args),
-    )
+    return sources
+
+
+def _summary_lines(card: dict[str, Any], out: Path) -> list[str]:
+    """What the trained model's card says, for people: steps, held-apart nDCG@10, thresholds, weight."""
     data, training = card["data"], card["training"]
     lines = [
-        f"trained {args.out} from {card['base']['model'] or card['base']['path']}: "
+        f"trained {out} from {card['base']['model'] or card['base']['path']}: "
         f"{training['global_steps']} steps on {training['device']} in {training['seconds']} s, "
         f"{data['train_pairs']} pairs "
         f"({data['train_positives']} positive), final loss {training['train_loss']}",
@@ -232,5 +267,4 @@ def run(args: argparse.Namespace) -> int:
             f"{weight['ndcg_first_stage']}, pure reranker {weight['ndcg_pure_reranker']}, interpolated "
             f"{weight['ndcg_interpolated']}"
         )
-    emit(card, args.json, "\n".join(lines))
-    return 0
+    return lines

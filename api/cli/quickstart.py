@@ -8,6 +8,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -63,16 +64,12 @@ def run_quickstart(
     out: TextIO | None = None,
 ) -> dict[str, Any]:
     """Index the sample, search each sample query with and without reranking, score both with ir-measures."""
-    import ir_measures
     import torch
 
-    from winnow.indexes import WinnowIndex
     from winnow.rerank.engine import CrossEncoderEngine
-    from winnow.rerank.search import first_stage_only, rerank_hits
     from winnow.retrieval.corpus import load_beir, sample_dataset_path
     from winnow.retrieval.dense import DenseRetriever
     from winnow.retrieval.embedder import Embedder
-    from winnow.retrieval.indexing import build_index
 
     def say(line: str = "") -> None:
         if out is not None:
@@ -87,12 +84,7 @@ def run_quickstart(
     )
 
     embedder = Embedder(device=device, show_progress=out is not None)
-    say(f"first stage: dense retrieval with {embedder.name} (packaged, offline) in a FAISS Flat index")
-    started = time.perf_counter()
-    index = build_index(dataset.corpus, embedder, show_progress=out is not None)
-    index.save(index_dir)
-    index = WinnowIndex.load(index_dir, expected_embedder=embedder.name)
-    say(f"indexed {len(index)} passages into {index_dir} in {time.perf_counter() - started:.1f} s")
+    index = _build_sample_index(dataset, embedder, index_dir, show_progress=out is not None, say=say)
 
     reranker_name, reranker_label, reranker_note = pick_reranker(reranker)
     say(reranker_note)
@@ -100,6 +92,52 @@ def run_quickstart(
     engine = CrossEncoderEngine(reranker_name, device=device, show_progress=False)
     engine.load()
     retriever = DenseRetriever(index, embedder)
+
+    first_run, rerank_run, per_query = _compare_queries(
+        queries, qrels, retriever, engine, top_k=top_k, candidates=candidates, say=say
+    )
+    metrics = _summarise_metrics(qrels, first_run, rerank_run, say=say)
+    say(f"reranker used: {reranker_label}")
+    return {
+        "reranker": reranker_label,
+        "reranker_note": reranker_note,
+        "embedder": embedder.name,
+        "metrics": metrics,
+        "queries": per_query,
+    }
+
+
+def _build_sample_index(
+    dataset: Any, embedder: Any, index_dir: Path, *, show_progress: bool, say: Callable[..., None]
+) -> Any:
+    """Embed the sample corpus into a FAISS index saved at ``index_dir``, and load it back from there."""
+    from winnow.indexes import WinnowIndex
+    from winnow.retrieval.indexing import build_index
+
+    say(f"first stage: dense retrieval with {embedder.name} (packaged, offline) in a FAISS Flat index")
+    started = time.perf_counter()
+    index = build_index(dataset.corpus, embedder, show_progress=show_progress)
+    index.save(index_dir)
+    index = WinnowIndex.load(index_dir, expected_embedder=embedder.name)
+    say(f"indexed {len(index)} passages into {index_dir} in {time.perf_counter() - started:.1f} s")
+    return index
+
+
+def _compare_queries(
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    retriever: Any,
+    engine: Any,
+    *,
+    top_k: int,
+    candidates: int,
+    say: Callable[..., None],
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """Search each query, rerank its candidates and show the top ``top_k`` of both side by side.
+
+    :returns: the first-stage run, the reranked run (query id -> doc id -> score) and the per-query report.
+    """
+    from winnow.rerank.search import first_stage_only, rerank_hits
 
     first_run: dict[str, dict[str, float]] = {}
     rerank_run: dict[str, dict[str, float]] = {}
@@ -127,6 +165,18 @@ def run_quickstart(
                 "relevant": sorted(relevant),
             }
         )
+    return first_run, rerank_run, per_query
+
+
+def _summarise_metrics(
+    qrels: dict[str, dict[str, int]],
+    first_run: dict[str, dict[str, float]],
+    rerank_run: dict[str, dict[str, float]],
+    *,
+    say: Callable[..., None],
+) -> dict[str, dict[str, float]]:
+    """nDCG@10, RR@10 and P@1 of both runs over all sample queries (ir-measures), shown and returned."""
+    import ir_measures
 
     measures = [ir_measures.nDCG @ 10, ir_measures.RR @ 10, ir_measures.P @ 1]
     first_agg = ir_measures.calc_aggregate(measures, qrels, first_run)
@@ -142,14 +192,7 @@ def run_quickstart(
             f"  {name:<8} first stage {metrics['first_stage'][name]:.3f}   "
             f"reranked {metrics['reranked'][name]:.3f}"
         )
-    say(f"reranker used: {reranker_label}")
-    return {
-        "reranker": reranker_label,
-        "reranker_note": reranker_note,
-        "embedder": embedder.name,
-        "metrics": metrics,
-        "queries": per_query,
-    }
+    return metrics
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -31,7 +31,6 @@ def _pvalue(value: float | None) -> str:
 def render_markdown(report: Mapping[str, Any]) -> str:
     """Metrics table (with lift and significance), per-depth table, per-query outcome, latency, warnings."""
     fs_info, rr_info = report["first_stage"], report.get("reranker") or {}
-    reranked = report["metrics"].get("reranked")
     lines = [
         f"## {report['dataset']} / {report['split']} ({report['queries']} queries, depth {report['depth']})",
         "",
@@ -41,51 +40,85 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ]
     for warning in report.get("warnings", []):
         lines += [f"> **WARNING:** {warning}", ""]
+    lines += _metrics_table(report)
+    lines += _interpolated_section(report)
+    lines += _depth_table(report)
+    lines += _per_query_lines(report)
+    lines += _latency_lines(report)
+    lines += _hurt_most_table(report)
+    return "\n".join(lines) + "\n"
+
+
+def _metrics_table(report: Mapping[str, Any]) -> list[str]:
+    """First stage against reranked, with lift and significance; the first stage alone when not reranked."""
     fs = report["metrics"]["first_stage"]
-    if reranked:
-        lines += [
-            "| measure | first stage | reranked | lift | p (paired t) | p (permutation) | 95% CI of lift |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for m in fs:
-            sig = (report.get("significance") or {}).get(m, {})
-            lo, hi = sig.get("ci95") or (None, None)
-            lines.append(
-                f"| {m} | {fmt(fs[m])} | {fmt(reranked[m])} | {report['lift'][m]:+.4f} | "
-                f"{_pvalue(sig.get('p_value'))} | {_pvalue(sig.get('permutation_p_value'))} | "
-                f"[{fmt(lo)}, {fmt(hi)}] |"
-            )
-    else:
-        lines += ["| measure | first stage |", "|---|---|"]
-        lines += [f"| {m} | {fmt(v)} |" for m, v in fs.items()]
+    reranked = report["metrics"].get("reranked")
+    if not reranked:
+        return ["| measure | first stage |", "|---|---|", *(f"| {m} | {fmt(v)} |" for m, v in fs.items())]
+    lines = [
+        "| measure | first stage | reranked | lift | p (paired t) | p (permutation) | 95% CI of lift |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in fs:
+        sig = (report.get("significance") or {}).get(m, {})
+        lo, hi = sig.get("ci95") or (None, None)
+        lines.append(
+            f"| {m} | {fmt(fs[m])} | {fmt(reranked[m])} | {report['lift'][m]:+.4f} | "
+            f"{_pvalue(sig.get('p_value'))} | {_pvalue(sig.get('permutation_p_value'))} | "
+            f"[{fmt(lo)}, {fmt(hi)}] |"
+        )
+    return lines
+
+
+def _interpolated_section(report: Mapping[str, Any]) -> list[str]:
+    """The interpolated reranker against the first stage, when the report has it."""
     interpolated = report["metrics"].get("interpolated")
-    if interpolated:
-        weight = (report.get("interpolation") or {}).get("weight")
-        lines += [
-            "",
-            f"Interpolated reranker (weight {fmt(weight, 2)} x normalised reranker + "
-            f"{fmt(None if weight is None else 1 - weight, 2)} x normalised first stage):",
-            "",
-            "| measure | first stage | interpolated | lift | p (paired t) | p (permutation) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for m in fs:
-            sig = (report.get("significance_interpolated") or {}).get(m, {})
-            lines.append(
-                f"| {m} | {fmt(fs[m])} | {fmt(interpolated[m])} | {report['lift_interpolated'][m]:+.4f} | "
-                f"{_pvalue(sig.get('p_value'))} | {_pvalue(sig.get('permutation_p_value'))} |"
-            )
+    if not interpolated:
+        return []
+    fs = report["metrics"]["first_stage"]
+    weight = (report.get("interpolation") or {}).get("weight")
+    lines = [
+        "",
+        f"Interpolated reranker (weight {fmt(weight, 2)} x normalised reranker + "
+        f"{fmt(None if weight is None else 1 - weight, 2)} x normalised first stage):",
+        "",
+        "| measure | first stage | interpolated | lift | p (paired t) | p (permutation) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in fs:
+        sig = (report.get("significance_interpolated") or {}).get(m, {})
+        lines.append(
+            f"| {m} | {fmt(fs[m])} | {fmt(interpolated[m])} | {report['lift_interpolated'][m]:+.4f} | "
+            f"{_pvalue(sig.get('p_value'))} | {_pvalue(sig.get('permutation_p_value'))} |"
+        )
+    return lines
+
+
+def _depth_table(report: Mapping[str, Any]) -> list[str]:
+    """The primary measure by rerank depth (when reranked or there are several depths)."""
     depths = report.get("depths") or {}
-    if len(depths) > 1 or reranked:
-        lines += ["", f"{PRIMARY} by rerank depth:", "", "| depth | first stage | reranked | lift |"]
-        lines.append("|---|---|---|---|")
-        for depth, entry in depths.items():
-            rr = (entry.get("reranked") or {}).get(PRIMARY)
-            lift = (entry.get("lift") or {}).get(PRIMARY)
-            lines.append(
-                f"| {depth} | {fmt(entry['first_stage'][PRIMARY])} | {fmt(rr)} | "
-                f"{'–' if lift is None else f'{lift:+.4f}'} |"
-            )
+    if not (len(depths) > 1 or report["metrics"].get("reranked")):
+        return []
+    lines = [
+        "",
+        f"{PRIMARY} by rerank depth:",
+        "",
+        "| depth | first stage | reranked | lift |",
+        "|---|---|---|---|",
+    ]
+    for depth, entry in depths.items():
+        rr = (entry.get("reranked") or {}).get(PRIMARY)
+        lift = (entry.get("lift") or {}).get(PRIMARY)
+        lines.append(
+            f"| {depth} | {fmt(entry['first_stage'][PRIMARY])} | {fmt(rr)} | "
+            f"{'–' if lift is None else f'{lift:+.4f}'} |"
+        )
+    return lines
+
+
+def _per_query_lines(report: Mapping[str, Any]) -> list[str]:
+    """Wins, losses and ties per query, reranked and interpolated, when counted."""
+    lines: list[str] = []
     pq = report.get("per_query") or {}
     if pq.get("wins") is not None:
         lines += [
@@ -98,31 +131,40 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"Interpolated, per query ({pqi['metric']}): {pqi['wins']} wins, {pqi['losses']} losses, "
             f"{pqi['ties']} ties."
         )
+    return lines
+
+
+def _latency_lines(report: Mapping[str, Any]) -> list[str]:
     lat = report.get("latency_ms") or {}
-    lines += [
+    return [
         "",
         f"Latency (ms): first stage p50 {fmt(lat.get('first_stage_p50'), 2)}, "
         f"p95 {fmt(lat.get('first_stage_p95'), 2)}; rerank p50 {fmt(lat.get('rerank_p50'), 2)}, "
         f"p95 {fmt(lat.get('rerank_p95'), 2)}; {fmt(lat.get('pairs_per_second'), 1)} pairs/s "
         f"on {lat.get('device') or 'n/a'}.",
     ]
+
+
+def _hurt_most_table(report: Mapping[str, Any]) -> list[str]:
+    """The queries the reranker hurt most, with where their first relevant document went."""
     hurt = report.get("hurt_most") or []
-    if hurt:
-        lines += [
-            "",
-            f"Queries hurt most ({PRIMARY}):",
-            "",
-            "| query id | query | first stage | reranked | first relevant rank (first stage -> reranked) |",
-            "|---|---|---|---|---|",
-        ]
-        for h in hurt:
-            text = " ".join(h["query"].split()).replace("|", "\\|")
-            text = text if len(text) <= 80 else text[:79] + "…"
-            lines.append(
-                f"| {h['query_id']} | {text} | {fmt(h['first_stage'])} | {fmt(h['reranked'])} | "
-                f"{fmt(h['first_relevant_rank_first_stage'])} -> {fmt(h['first_relevant_rank_reranked'])} |"
-            )
-    return "\n".join(lines) + "\n"
+    if not hurt:
+        return []
+    lines = [
+        "",
+        f"Queries hurt most ({PRIMARY}):",
+        "",
+        "| query id | query | first stage | reranked | first relevant rank (first stage -> reranked) |",
+        "|---|---|---|---|---|",
+    ]
+    for h in hurt:
+        text = " ".join(h["query"].split()).replace("|", "\\|")
+        text = text if len(text) <= 80 else text[:79] + "…"
+        lines.append(
+            f"| {h['query_id']} | {text} | {fmt(h['first_stage'])} | {fmt(h['reranked'])} | "
+            f"{fmt(h['first_relevant_rank_first_stage'])} -> {fmt(h['first_relevant_rank_reranked'])} |"
+        )
+    return lines
 
 
 def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:

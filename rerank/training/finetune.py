@@ -143,6 +143,20 @@ def _checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
+@dataclass
+class _Setup:
+    """What one :func:`finetune` run settled on before training; filled in step by step."""
+
+    base_path: str
+    device: str
+    bf16: bool
+    show_progress: bool
+    max_length: int = 0
+    total_steps: int = 0
+    eval_steps: int = 0
+    rank_metric: str = ""
+
+
 def finetune(
     training_set: TrainingSet,
     out_dir: str | Path,
@@ -175,6 +189,47 @@ def finetune(
     """
     base_path = resolve_base(base)
     recipe = recipe or TrainingRecipe()
+    _check_inputs(training_set, tune_weight_split)
+    CrossEncoder, CardData, Trainer, Args = _import_training()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir = out_dir / "checkpoints"
+    setup = _setup(base_path, recipe, device, show_progress)
+    model = _build_model(CrossEncoder, CardData, setup, recipe)
+    train_dataset, evaluators, samples = _training_data(training_set, recipe, setup, eval_depth)
+    trainer = _build_trainer(Trainer, Args, model, train_dataset, recipe, setup, evaluators, checkpoint_dir)
+    resume_from = _resume_point(checkpoint_dir) if resume else None
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+
+    figures = _final_figures(evaluators, model)
+    model.save_pretrained(str(out_dir))
+    training = _training_record(setup, trainer.state, output, seconds, resume_from, bool(evaluators))
+    card = _build_card(
+        base, setup, recipe, training_set, training, figures, len(samples), eval_depth, command
+    )
+    write_card(out_dir, card)
+    if tune_weight_split:
+        _tune_into_card(card, out_dir, training_set, tune_weight_split, tune_depth, tune_max_queries, setup)
+    save_card(out_dir, card)
+    if not keep_checkpoints and checkpoint_dir.is_dir():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    logger.info("saved %s (%d steps, %.0f s)", out_dir, trainer.state.global_step, seconds)
+    return card
+
+
+def _resume_point(checkpoint_dir: Path) -> str | None:
+    """The latest checkpoint in ``checkpoint_dir`` to resume from, if any (logged)."""
+    found = _checkpoints(checkpoint_dir)
+    resume_from = str(found[-1]) if found else None
+    if resume_from:
+        logger.info("resuming from %s", resume_from)
+    return resume_from
+
+
+def _check_inputs(training_set: TrainingSet, tune_weight_split: str | None) -> None:
+    """Fail on an empty training set or a bad tuning split now, not after training."""
     if not training_set.train:
         raise ValueError("the training set is empty")
     if tune_weight_split == "test":
@@ -183,43 +238,98 @@ def finetune(
         for source in training_set.sources:
             if source.kind == "beir" and source.dataset is not None:
                 tuning_split(source, tune_weight_split)
-    CrossEncoder, CardData, Trainer, Args = _import_training()
+
+
+def _setup(base_path: str, recipe: TrainingRecipe, device: str | None, show_progress: bool | None) -> _Setup:
+    """Resolve the device, mixed precision and progress display, and seed torch."""
     import torch
-    from datasets import Dataset as HFDataset
 
     from winnow.retrieval.device import resolve_device
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_dir = out_dir / "checkpoints"
     if show_progress is None:
         show_progress = logger.getEffectiveLevel() <= logging.INFO
     device = resolve_device(device)
     on_cuda = device.startswith("cuda")
     bf16 = recipe.bf16 if recipe.bf16 is not None else on_cuda and torch.cuda.is_bf16_supported()
     torch.manual_seed(recipe.seed)
+    return _Setup(base_path=base_path, device=device, bf16=bf16, show_progress=show_progress)
 
-    model = CrossEncoder(
-        base_path,
+
+def _build_model(cross_encoder: Any, card_data: Any, setup: _Setup, recipe: TrainingRecipe) -> Any:
+    """The CrossEncoder to train (one raw-logit output), with ``setup.max_length`` settled."""
+    import torch
+
+    model = cross_encoder(
+        setup.base_path,
         num_labels=1,
         activation_fn=torch.nn.Identity(),  # raw logits, as the users' recipe scores them
-        device=device,
-        model_card_data=CardData(
+        device=setup.device,
+        model_card_data=card_data(
             local_files_only=True,
-            model_name=f"winnow reranker fine-tuned from {Path(base_path).name}",
+            model_name=f"winnow reranker fine-tuned from {Path(setup.base_path).name}",
         ),
     )
-    max_length = _max_length(recipe.max_length, model.max_seq_length, on_cuda)
-    model.max_seq_length = max_length
-    logger.info("base %s on %s, max_length %d, bf16 %s", base_path, device, max_length, bf16)
+    setup.max_length = _max_length(recipe.max_length, model.max_seq_length, setup.device.startswith("cuda"))
+    model.max_seq_length = setup.max_length
+    logger.info(
+        "base %s on %s, max_length %d, bf16 %s", setup.base_path, setup.device, setup.max_length, setup.bf16
+    )
+    return model
+
+
+def _training_data(
+    training_set: TrainingSet, recipe: TrainingRecipe, setup: _Setup, eval_depth: int
+) -> tuple[Any, list[Any], list]:
+    """The training dataset, the held-apart evaluators and their reranking samples; settles the step
+    schedule and the metric that picks the best checkpoint in ``setup``."""
+    from datasets import Dataset as HFDataset
 
     train_dataset = _to_dataset(HFDataset, training_set.train)
     evaluators, samples = _evaluators(training_set, recipe.batch_size, eval_depth)
-    rank_metric = f"eval_{EVAL_NAME}_ndcg@10" if samples else f"eval_{EVAL_NAME}_average_precision"
+    setup.rank_metric = f"eval_{EVAL_NAME}_ndcg@10" if samples else f"eval_{EVAL_NAME}_average_precision"
     steps_per_epoch = math.ceil(len(train_dataset) / (recipe.batch_size * recipe.gradient_accumulation_steps))
-    total_steps = recipe.max_steps or max(1, math.ceil(steps_per_epoch * recipe.epochs))
-    eval_steps = recipe.eval_steps or max(1, math.ceil(total_steps / 4))
-    args = Args(
+    setup.total_steps = recipe.max_steps or max(1, math.ceil(steps_per_epoch * recipe.epochs))
+    setup.eval_steps = recipe.eval_steps or max(1, math.ceil(setup.total_steps / 4))
+    return train_dataset, evaluators, samples
+
+
+def _build_trainer(
+    trainer_cls: Any,
+    args_cls: Any,
+    model: Any,
+    train_dataset: Any,
+    recipe: TrainingRecipe,
+    setup: _Setup,
+    evaluators: list[Any],
+    checkpoint_dir: Path,
+) -> Any:
+    """The CrossEncoderTrainer with BCE on raw logits; its logs go to the logger when progress is hidden."""
+    import torch
+
+    args = _training_args(args_cls, recipe, setup, evaluators, checkpoint_dir)
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    pos_weight = None if recipe.pos_weight is None else torch.tensor(recipe.pos_weight)
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight),
+        evaluator=evaluators or None,
+    )
+    if not setup.show_progress:  # the trainer prints log dicts to stdout; send them to the log instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(_LogCallback())
+    return trainer
+
+
+def _training_args(
+    args_cls: Any, recipe: TrainingRecipe, setup: _Setup, evaluators: list[Any], checkpoint_dir: Path
+) -> Any:
+    """The trainer's arguments: the recipe, the schedule in ``setup``, best checkpoint kept when evaluated."""
+    return args_cls(
         output_dir=str(checkpoint_dir),
         num_train_epochs=recipe.epochs,
         max_steps=recipe.max_steps or -1,
@@ -230,119 +340,119 @@ def finetune(
         warmup_steps=recipe.warmup,  # a float in [0, 1) is a fraction of the steps
         weight_decay=recipe.weight_decay,
         seed=recipe.seed,
-        bf16=bf16,
-        use_cpu=device == "cpu",
+        bf16=setup.bf16,
+        use_cpu=setup.device == "cpu",
         eval_strategy="steps" if evaluators else "no",
-        eval_steps=eval_steps,
+        eval_steps=setup.eval_steps,
         save_strategy="steps",
-        save_steps=eval_steps,
+        save_steps=setup.eval_steps,
         save_total_limit=recipe.save_total_limit,
         load_best_model_at_end=bool(evaluators),
-        metric_for_best_model=rank_metric if evaluators else None,
+        metric_for_best_model=setup.rank_metric if evaluators else None,
         greater_is_better=True if evaluators else None,
-        logging_steps=recipe.logging_steps or max(1, min(50, eval_steps)),
-        disable_tqdm=not show_progress,
+        logging_steps=recipe.logging_steps or max(1, min(50, setup.eval_steps)),
+        disable_tqdm=not setup.show_progress,
         dataloader_num_workers=0,
         report_to="none",
     )
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    pos_weight = None if recipe.pos_weight is None else torch.tensor(recipe.pos_weight)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight),
-        evaluator=evaluators or None,
-    )
-    if not show_progress:  # the trainer prints log dicts to stdout; send them to the log instead
-        from transformers.trainer_callback import PrinterCallback
 
-        trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(_LogCallback())
-    found = _checkpoints(checkpoint_dir) if resume else []
-    resume_from = str(found[-1]) if found else None
-    if resume_from:
-        logger.info("resuming from %s", resume_from)
-    started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume_from)
-    seconds = time.perf_counter() - started
+def _training_record(
+    setup: _Setup, state: Any, output: Any, seconds: float, resume_from: str | None, evaluated: bool
+) -> dict[str, Any]:
+    """The card's ``training`` section: where and how long it trained, the loss history, the best step."""
+    return {
+        "device": setup.device,
+        "bf16": setup.bf16,
+        "global_steps": state.global_step,
+        "epochs": round(float(state.epoch or 0.0), 4),
+        "seconds": round(seconds, 1),
+        "train_loss": _round(output.training_loss),
+        "loss_history": [
+            {"step": e["step"], "loss": _round(e["loss"])} for e in state.log_history if "loss" in e
+        ],
+        "resumed_from": resume_from,
+        "best_metric": {"name": setup.rank_metric, "value": _round(state.best_metric)} if evaluated else None,
+        "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+    }
 
-    figures = _final_figures(evaluators, model)
-    model.save_pretrained(str(out_dir))
-    state = trainer.state
-    card: dict[str, Any] = {
+
+def _build_card(
+    base: str | None,
+    setup: _Setup,
+    recipe: TrainingRecipe,
+    training_set: TrainingSet,
+    training: dict[str, Any],
+    figures: dict[str, Any],
+    reranking_queries: int,
+    eval_depth: int,
+    command: str | None,
+) -> dict[str, Any]:
+    """The ``winnow.json`` card, before the interpolation weight is tuned."""
+    return {
         "format": CARD_FORMAT,
         "kind": "winnow cross-encoder reranker",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "base": describe_model(base, base_path),
+        "base": describe_model(base, setup.base_path),
         "scores": "raw logits (identity activation); thresholds below are on this scale",
-        "max_length": max_length,
+        "max_length": setup.max_length,
         "data": training_set.summary(),
         "recipe": {
             **asdict(recipe),
             "loss": "BinaryCrossEntropyLoss on raw logits",
             "warmup_steps": recipe.warmup,
-            "total_steps": total_steps,
-            "eval_steps": eval_steps,
+            "total_steps": setup.total_steps,
+            "eval_steps": setup.eval_steps,
         },
-        "training": {
-            "device": device,
-            "bf16": bf16,
-            "global_steps": state.global_step,
-            "epochs": round(float(state.epoch or 0.0), 4),
-            "seconds": round(seconds, 1),
-            "train_loss": _round(output.training_loss),
-            "loss_history": [
-                {"step": e["step"], "loss": _round(e["loss"])} for e in state.log_history if "loss" in e
-            ],
-            "resumed_from": resume_from,
-            "best_metric": {"name": rank_metric, "value": _round(state.best_metric)} if evaluators else None,
-            "best_checkpoint": Path(state.best_model_checkpoint).name
-            if state.best_model_checkpoint
-            else None,
-        },
+        "training": training,
         "eval": {
             "data": "queries held apart from the training data (never a test split)",
             "candidates_per_query": eval_depth,
             "queries": len(training_set.eval_queries),
             "pairs": len(training_set.eval),
-            "reranking_queries": len(samples),
+            "reranking_queries": reranking_queries,
             **figures,
         },
         "thresholds": _thresholds(figures),
         "interpolation": None,
         "command": command,
     }
+
+
+def _tune_into_card(
+    card: dict[str, Any],
+    out_dir: Path,
+    training_set: TrainingSet,
+    split: str,
+    depth: int,
+    max_queries: int | None,
+    setup: _Setup,
+) -> None:
+    """Tune the interpolation weight of the saved model, record it in ``card`` (rewritten), and warn when
+    the reranker adds nothing to the first stage."""
+    tuning = tune_interpolation(
+        out_dir,
+        training_set,
+        split=split,
+        depth=depth,
+        max_queries=max_queries,
+        device=setup.device,
+        show_progress=setup.show_progress,
+    )
+    if tuning is None:
+        return
+    card["interpolation"] = tuning.to_dict()
     write_card(out_dir, card)
-    if tune_weight_split:
-        tuning = tune_interpolation(
-            out_dir,
-            training_set,
-            split=tune_weight_split,
-            depth=tune_depth,
-            max_queries=tune_max_queries,
-            device=device,
-            show_progress=show_progress,
+    if tuning.weight == 0.0:
+        logger.warning(
+            "the tuned interpolation weight is 0: on %s this reranker adds nothing to the first "
+            "stage "
+            "(nDCG@10 pure reranker %.4f, first stage %.4f); winnow will rank by the first stage. "
+            "Train longer, on more data, or from a general cross-encoder (--base)",
+            tuning.info.get("split"),
+            tuning.scores.get(1.0, float("nan")),
+            tuning.scores.get(0.0, float("nan")),
         )
-        if tuning is not None:
-            card["interpolation"] = tuning.to_dict()
-            write_card(out_dir, card)
-            if tuning.weight == 0.0:
-                logger.warning(
-                    "the tuned interpolation weight is 0: on %s this reranker adds nothing to the first "
-                    "stage "
-                    "(nDCG@10 pure reranker %.4f, first stage %.4f); winnow will rank by the first stage. "
-                    "Train longer, on more data, or from a general cross-encoder (--base)",
-                    tuning.info.get("split"),
-                    tuning.scores.get(1.0, float("nan")),
-                    tuning.scores.get(0.0, float("nan")),
-                )
-    save_card(out_dir, card)
-    if not keep_checkpoints and checkpoint_dir.is_dir():
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    logger.info("saved %s (%d steps, %.0f s)", out_dir, state.global_step, seconds)
-    return card
 
 
 class _LogCallback(TrainerCallback):

@@ -74,13 +74,12 @@ def mine_beir(
     :param first_stage: ``"dense"``, ``"bm25"``, ``"hybrid"`` or a retriever object.
     :param candidates: first-stage hits kept per query for the reranking evaluation (nDCG@10).
     """
-    _check_counts(hard_negatives=hard_negatives, skip_top=skip_top, random_negatives=random_negatives)
+    settings = {"hard_negatives": hard_negatives, "skip_top": skip_top, "random_negatives": random_negatives}
+    _check_counts(**settings)
     if candidates <= 0:
         raise ValueError(f"candidates must be positive, got {candidates}")
-    if show_progress is None:
-        show_progress = logger.getEffectiveLevel() <= logging.INFO
-    if not isinstance(dataset, Dataset):
-        dataset = load_beir(dataset)
+    show_progress = logger.getEffectiveLevel() <= logging.INFO if show_progress is None else show_progress
+    dataset = dataset if isinstance(dataset, Dataset) else load_beir(dataset)
     used_split = resolve_train_split(dataset, split)
     qrels = dataset.qrels[used_split]
     queries = _judged_queries(dataset, used_split, max_queries)
@@ -102,9 +101,7 @@ def mine_beir(
         fs_info["name"],
     )
     hits = _retrieve(retriever, [queries[q] for q in qids], depth, show_progress)
-    picker = _PairPicker(
-        dataset, f"{dataset.name}/{used_split}", hard_negatives, skip_top, random_negatives, seed
-    )
+    picker = _PairPicker(dataset, f"{dataset.name}/{used_split}", **settings, seed=seed)
     kept: dict[str, list[Hit]] = {}
     for qid, row in zip(qids, hits, strict=True):
         row = _unique_docs([h for h in row if h.doc_id != qid])
@@ -115,9 +112,7 @@ def mine_beir(
         "split": used_split,
         "first_stage": fs_info.get("name"),
         "first_stage_model": fs_info.get("model"),
-        "hard_negatives": hard_negatives,
-        "skip_top": skip_top,
-        "random_negatives": random_negatives,
+        **settings,
         "max_queries": max_queries,
         "hard_negative_pairs": picker.hard,
         "random_negative_pairs": picker.random,

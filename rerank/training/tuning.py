@@ -157,33 +157,10 @@ def tune_interpolation(
         if source.kind != "beir" or source.dataset is None:
             continue
         chosen = tuning_split(source, split)
-        if chosen == "heldout":
-            qids = [q for q in source.candidates if source.queries[q] in training_set.eval_queries]
-            queries = {q: source.queries[q] for q in qids[:max_queries]}
-            hits = {q: list(source.candidates[q][:depth]) for q in queries}
-            qrels = {q: dict(source.qrels.get(q, {})) for q in queries}
-        else:
-            queries = source.dataset.split_queries(chosen)
-            if max_queries:
-                queries = dict(list(queries.items())[:max_queries])
-            if source.retriever is None:
-                continue
-            hits, _, _ = first_stage_pass(source.retriever, queries, depth + 1, depth, show_progress)
-            qrels = {q: dict(source.dataset.qrels[chosen].get(q, {})) for q in queries}
-        if not queries:
-            logger.info("%s: no queries to tune the interpolation weight on (%s)", source.name, chosen)
-            continue
-        run = EvalRun(
-            dataset=source.dataset.name,
-            split=chosen,
-            queries=queries,
-            qrels=qrels,
-            depths=[depth],
-            first_stage={q: [(h.doc_id, float(h.score)) for h in hits[q]] for q in queries},
-        )
-        run.rerank_scores, _, _ = rerank_pass(engine, queries, hits, show_progress)
-        runs.append(run)
-        used.append(f"{source.dataset.name}/{chosen}")
+        run = _tuning_run(source, chosen, training_set, engine, depth, max_queries, show_progress)
+        if run is not None:
+            runs.append(run)
+            used.append(f"{source.dataset.name}/{chosen}")
     if not runs:
         logger.warning("no BEIR source with queries to tune an interpolation weight on; none recorded")
         return None
@@ -207,6 +184,46 @@ def tune_interpolation(
     if per_dataset:
         tuning.info["per_dataset"] = per_dataset
     return tuning
+
+
+def _tuning_run(
+    source: PairSource,
+    chosen: str,
+    training_set: TrainingSet,
+    engine: CrossEncoderEngine,
+    depth: int,
+    max_queries: int | None,
+    show_progress: bool,
+) -> EvalRun | None:
+    """``source``'s first-stage candidates on split ``chosen`` (``heldout``: its mined candidates of the
+    held-apart training queries), scored by ``engine``; None when there is nothing to tune on."""
+    assert source.dataset is not None
+    if chosen == "heldout":
+        qids = [q for q in source.candidates if source.queries[q] in training_set.eval_queries]
+        queries = {q: source.queries[q] for q in qids[:max_queries]}
+        hits = {q: list(source.candidates[q][:depth]) for q in queries}
+        qrels = {q: dict(source.qrels.get(q, {})) for q in queries}
+    else:
+        queries = source.dataset.split_queries(chosen)
+        if max_queries:
+            queries = dict(list(queries.items())[:max_queries])
+        if source.retriever is None:
+            return None
+        hits, _, _ = first_stage_pass(source.retriever, queries, depth + 1, depth, show_progress)
+        qrels = {q: dict(source.dataset.qrels[chosen].get(q, {})) for q in queries}
+    if not queries:
+        logger.info("%s: no queries to tune the interpolation weight on (%s)", source.name, chosen)
+        return None
+    run = EvalRun(
+        dataset=source.dataset.name,
+        split=chosen,
+        queries=queries,
+        qrels=qrels,
+        depths=[depth],
+        first_stage={q: [(h.doc_id, float(h.score)) for h in hits[q]] for q in queries},
+    )
+    run.rerank_scores, _, _ = rerank_pass(engine, queries, hits, show_progress)
+    return run
 
 
 def tuning_split(source: PairSource, split: str) -> str:
@@ -265,38 +282,19 @@ def retune(
         )
     tunings: dict[bool, WeightTuning] = {}
     for windows in (True, False):
-        if training_set is None:
-            engine = CrossEncoderEngine(str(model_dir), device=device, windows=windows).load()
-            run = run_evaluation(
-                dataset,
-                split,
-                first_stage=first_stage,
-                index=index,
-                reranker=engine,
-                depths=[depth],
-                max_queries=max_queries,
-                interpolation_weight=1.0,
-                show_progress=show_progress,
-            )
-            tunings[windows] = tune_weight([run], depth=depth)
-            tunings[windows].info = {
-                "split": f"{dataset.name}/{split}",
-                "depth": depth,
-                "first_stage": first_stage,
-            }
-        else:
-            found = tune_interpolation(
-                model_dir,
-                training_set,
-                split="heldout",
-                depth=depth,
-                max_queries=max_queries,
-                windows=windows,
-                device=device,
-                show_progress=show_progress,
-            )
-            assert found is not None  # a rebuilt BEIR source always has held-apart queries
-            tunings[windows] = found
+        tunings[windows] = _tune_reading(
+            model_dir,
+            dataset,
+            training_set,
+            windows=windows,
+            split=split,
+            first_stage=first_stage,
+            index=index,
+            depth=depth,
+            max_queries=max_queries,
+            device=device,
+            show_progress=show_progress,
+        )
         logger.info("windows=%s: %s", windows, tunings[windows].to_dict())
     windows, comparison = choose_windows(tunings[True], tunings[False])
     chosen = tunings[windows]
@@ -320,6 +318,52 @@ def retune(
         comparison["p_value"],
     )
     return card
+
+
+def _tune_reading(
+    model_dir: str | Path,
+    dataset: Dataset,
+    training_set: TrainingSet | None,
+    *,
+    windows: bool,
+    split: str,
+    first_stage: str,
+    index: str | Path | None,
+    depth: int,
+    max_queries: int | None,
+    device: str | None,
+    show_progress: bool,
+) -> WeightTuning:
+    """The weight tuning of one reading of long documents (``windows`` or truncation) for :func:`retune`:
+    on ``split`` of ``dataset``, or on the rebuilt ``training_set``'s held-apart queries when given."""
+    if training_set is None:
+        engine = CrossEncoderEngine(str(model_dir), device=device, windows=windows).load()
+        run = run_evaluation(
+            dataset,
+            split,
+            first_stage=first_stage,
+            index=index,
+            reranker=engine,
+            depths=[depth],
+            max_queries=max_queries,
+            interpolation_weight=1.0,
+            show_progress=show_progress,
+        )
+        tuning = tune_weight([run], depth=depth)
+        tuning.info = {"split": f"{dataset.name}/{split}", "depth": depth, "first_stage": first_stage}
+        return tuning
+    found = tune_interpolation(
+        model_dir,
+        training_set,
+        split="heldout",
+        depth=depth,
+        max_queries=max_queries,
+        windows=windows,
+        device=device,
+        show_progress=show_progress,
+    )
+    assert found is not None  # a rebuilt BEIR source always has held-apart queries
+    return found
 
 
 def choose_windows(with_windows: WeightTuning, truncated: WeightTuning) -> tuple[bool, dict[str, Any]]:
