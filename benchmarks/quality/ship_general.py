@@ -11,7 +11,6 @@ only when the new model measurably beats the shipped one (benchmarks/quality/REA
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -31,8 +30,10 @@ def main() -> None:
     args = parser.parse_args()
     if not 0.0 < args.weight <= 1.0:
         parser.error("--weight must be in (0, 1]")
-    card_path = args.source / "winnow.json"
-    if not card_path.is_file():
+    from winnow.rerank.card import read_card, save_card
+
+    card = read_card(args.source)
+    if card is None:
         parser.error(f"{args.source} has no winnow.json: not a folder written by winnow's training")
     size = sum(f.stat().st_size for f in args.source.iterdir() if f.is_file())
     if size > MAX_BYTES:
@@ -49,9 +50,6 @@ def main() -> None:
     if TARGET.exists():
         shutil.rmtree(TARGET)
     shutil.copytree(args.source, TARGET, ignore=shutil.ignore_patterns("checkpoints", "*.tmp"))
-    from winnow.rerank.card import save_card
-
-    card = json.loads(card_path.read_text())
     card["interpolation"] = {"weight": args.weight, "source": args.weight_source, "split": None}
     save_card(TARGET, card)
     mib = size / 2**20
