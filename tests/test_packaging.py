@@ -46,9 +46,18 @@ def test_wheel_top_level_names_are_only_winnow(tmp_path):
         assert any(name.startswith(f"winnow/{room}/") for name in names), room
     assert "winnow/rerank/training/finetune.py" in names and "winnow/rerank/evaluation/report.py" in names
     assert any(n.startswith("winnow/retrieval/sample_data/") for n in names)  # the quickstart's corpus
-    metadata = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as archive:
-        assert "winnow = winnow.api.cli:main" in archive.read(metadata).decode()
+        assert "winnow = winnow.api.cli:main" in archive.read(entry_points).decode()
+        requires = [
+            line for line in archive.read(metadata).decode().splitlines() if line.startswith("Requires-Dist:")
+        ]
+    # an extra that names plain "winnow" would install the unrelated PyPI project of that name
+    assert not [
+        r for r in requires if r.split(":", 1)[1].strip().startswith(("winnow[", "winnow ", "winnow;"))
+    ]
+    assert any("winnow-rerank[" in r for r in requires)
 
 
 def test_installed_package_imports_as_winnow_and_never_as_generic_names(tmp_path):
