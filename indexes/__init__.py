@@ -1,5 +1,6 @@
 """winnow.indexes: FAISS vector index, SQLite document table, atomic index directories (numpy in and out)."""
 
+from ._fsutil import is_disk_full
 from .document_table import DocumentRecord, DocumentTable
 from .errors import (
     DuplicateIdError,
@@ -7,10 +8,12 @@ from .errors import (
     IndexCorruptedError,
     IndexNotFoundError,
     IndexNotTrainedError,
+    StorageFullError,
     UnsupportedIndexFormatError,
     WinnowIndexError,
+    WriteLogUnavailableError,
 )
-from .index_dir import FORMAT_VERSION, IndexManifest, WinnowIndex, read_manifest
+from .index_dir import FORMAT_VERSION, IndexManifest, WinnowIndex, read_manifest, recover_interrupted_save
 from .vector_index import VectorIndex, set_faiss_threads
 from .write_log import IndexWrite, WriteLog, upsert_write
 
@@ -25,12 +28,16 @@ __all__ = [
     "IndexNotFoundError",
     "IndexNotTrainedError",
     "IndexWrite",
+    "StorageFullError",
     "UnsupportedIndexFormatError",
     "VectorIndex",
     "WinnowIndex",
     "WinnowIndexError",
     "WriteLog",
+    "WriteLogUnavailableError",
+    "is_disk_full",
     "read_manifest",
+    "recover_interrupted_save",
     "set_faiss_threads",
     "upsert_write",
 ]

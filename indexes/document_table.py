@@ -306,6 +306,13 @@ class DocumentTable:
         with self._lock:
             self._conn.close()
 
+    def copy(self) -> DocumentTable:
+        """An in-memory copy of the whole table, taken under the lock (a page copy in memory, no disk)."""
+        clone = DocumentTable(None)
+        with self._lock, clone._lock:
+            self._conn.backup(clone._conn)
+        return clone
+
     def backup_to(self, path: str | Path) -> Path:
         """Copy the whole database to a single self-contained file at ``path`` (SQLite backup API)."""
         path = Path(path)

@@ -47,3 +47,11 @@ class EmbedderMismatchError(WinnowIndexError, ValueError):
             f"with {requested_embedder!r}, or pass the same embedder that built the index "
             f"(--embedder {index_embedder})."
         )
+
+
+class WriteLogUnavailableError(WinnowIndexError):
+    """The write log refuses writes until a restart (after an fsync error, or after memory and log split)."""
+
+
+class StorageFullError(WinnowIndexError, OSError):
+    """The disk (or the quota) holding the index or the write log is full; nothing was written."""

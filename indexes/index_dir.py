@@ -1,9 +1,16 @@
-"""An index directory: vectors + documents + manifest, saved atomically and verified on load."""
+"""An index directory: vectors + documents + manifest, saved atomically and verified on load.
+
+A save copies the index in memory under its lock, then writes, hashes and fsyncs without it, into
+``.NAME.tmp-*`` beside the target, and swaps it in with two renames (the old index goes to ``.NAME.old-*``
+meanwhile). :func:`recover_interrupted_save` puts back an index a crash between the renames left aside and
+removes leftover folders; ``winnow serve`` calls it at start.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -19,16 +26,17 @@ from typing import TypeVar
 
 import numpy as np
 
-from ._fsutil import fsync_dir, fsync_file, sha256_file
+from ._fsutil import fsync_dir, fsync_file, is_disk_full, sha256_file
 from .document_table import DocumentRecord, DocumentTable
 from .errors import (
     EmbedderMismatchError,
     IndexCorruptedError,
     IndexNotFoundError,
+    StorageFullError,
     UnsupportedIndexFormatError,
     WinnowIndexError,
 )
-from .vector_index import VectorIndex, as_float32_matrix
+from .vector_index import VectorIndex, VectorSnapshot, as_float32_matrix
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -39,6 +47,8 @@ VECTORS_FILE = "vectors.faiss"
 VECTOR_STATE_FILE = VectorIndex.state_path(VECTORS_FILE).name  # tombstones + search settings
 DOCUMENTS_FILE = "documents.sqlite"
 DATA_FILES = (VECTORS_FILE, VECTOR_STATE_FILE, DOCUMENTS_FILE)
+_TMP_PREFIX = ".{name}.tmp-"
+_OLD_PREFIX = ".{name}.old-"
 
 
 @dataclass
@@ -82,6 +92,12 @@ def read_manifest(path: str | Path) -> IndexManifest:
     path = Path(path)
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
+        olds = [p for p in _leftovers(path.absolute(), _OLD_PREFIX) if (p / MANIFEST_FILE).is_file()]
+        if olds:
+            raise IndexNotFoundError(
+                f"{path} has no {MANIFEST_FILE}, but an interrupted save left the previous index in "
+                f"{olds[-1]}; start `winnow serve --index {path}` (it restores it) or move it back to {path}"
+            )
         raise IndexNotFoundError(
             f"{path} is not a winnow index (no {MANIFEST_FILE}); build one with `winnow index --out {path}`"
         )
@@ -114,6 +130,7 @@ class WinnowIndex:
         self.embedder = embedder
         self.extra = dict(extra or {})
         self._lock = threading.RLock()
+        self._save_lock = threading.Lock()  # one save at a time; readers are not held up
 
     @classmethod
     def create(
@@ -282,55 +299,59 @@ class WinnowIndex:
         return results
 
     # ------------------------------------------------------------------ persistence
-    def _write_files(self, folder: Path) -> IndexManifest:
-        """Write data files and manifest into ``folder`` and fsync them."""
-        self.vectors.save(folder / VECTORS_FILE)
-        self.table.backup_to(folder / DOCUMENTS_FILE)
-        files = {}
-        for name in DATA_FILES:
-            fsync_file(folder / name)
-            files[name] = sha256_file(folder / name)
-        manifest = IndexManifest(
-            format_version=FORMAT_VERSION,
-            embedder=self.embedder,
-            dim=self.vectors.dim,
-            metric=self.vectors.metric,
-            factory=self.vectors.factory,
-            count=len(self.vectors),
-            documents=self.table.count(),
-            files=files,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            extra=self.extra,
-        )
-        (folder / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
-        fsync_file(folder / MANIFEST_FILE)
-        fsync_dir(folder)
-        return manifest
-
     def save(self, path: str | Path) -> IndexManifest:
         """Save atomically to directory ``path``, replacing an existing index there.
 
-        Everything is written to a temporary directory next to ``path`` and fsynced; then the old directory
-        is renamed aside, the new one renamed into place and the old one removed. On any error the previous
-        directory stays as it was. (A crash between the two renames leaves it as ``.NAME.old-*`` beside.)
+        The vectors and the table are copied in memory under the index lock; the files are written,
+        hashed and fsynced after releasing it (searches and lookups go on meanwhile), into a temporary
+        directory next to ``path``. Then the old directory is renamed aside, the new one renamed into place
+        and the old one removed. On any error the previous directory stays as it was; a crash between the
+        two renames leaves it as ``.NAME.old-*`` beside, which :func:`recover_interrupted_save` restores.
+        A full disk raises :class:`StorageFullError`.
         """
         target = Path(path).absolute()
         _check_replaceable(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            orphans = _vectors_without_rows(self.vectors, self.table)
-            if orphans.size:
-                raise WinnowIndexError(
-                    f"refusing to save: {orphans.size} vector ids have no document row, "
-                    f"e.g. {orphans[:5].tolist()}"
+        with self._save_lock:
+            with self._lock:
+                orphans = _vectors_without_rows(self.vectors, self.table)
+                if orphans.size:
+                    raise WinnowIndexError(
+                        f"refusing to save: {orphans.size} vector ids have no document row, "
+                        f"e.g. {orphans[:5].tolist()}"
+                    )
+                vectors = self.vectors.snapshot()
+                table = self.table.copy()
+                manifest = IndexManifest(
+                    format_version=FORMAT_VERSION,
+                    embedder=self.embedder,
+                    dim=self.vectors.dim,
+                    metric=self.vectors.metric,
+                    factory=self.vectors.factory,
+                    count=vectors.count,
+                    documents=table.count(),
+                    files={},
+                    created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    extra=copy.deepcopy(self.extra),
                 )
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
             try:
-                manifest = self._write_files(tmp)
-                _swap_into_place(tmp, target)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+                try:
+                    _write_files(tmp, vectors, table, manifest)
+                    _swap_into_place(tmp, target)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+            except Exception as exc:
+                if is_disk_full(exc):
+                    raise StorageFullError(
+                        errno.ENOSPC,
+                        f"no space left to save the index to {target} ({exc}); the previous save is intact. "
+                        f"Free disk space (or raise the quota) on {target.parent}",
+                    ) from exc
                 raise
+            finally:
+                table.close()
         logger.info(
             "Saved index with %d documents (%d vectors) to %s", manifest.documents, manifest.count, target
         )
@@ -385,13 +406,32 @@ def _check_replaceable(target: Path) -> None:
         )
 
 
+def _write_files(
+    folder: Path, vectors: VectorSnapshot, table: DocumentTable, manifest: IndexManifest
+) -> None:
+    """Write data files and manifest (its ``files`` filled with their sha256) into ``folder``, fsynced."""
+    vectors.save(folder / VECTORS_FILE)
+    table.backup_to(folder / DOCUMENTS_FILE)
+    for name in DATA_FILES:
+        fsync_file(folder / name)
+        manifest.files[name] = sha256_file(folder / name)
+    (folder / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+    fsync_file(folder / MANIFEST_FILE)
+    fsync_dir(folder)
+
+
+def _between_renames() -> None:
+    """Called by :func:`_swap_into_place` after the old index is moved aside; tests make it crash here."""
+
+
 def _swap_into_place(tmp: Path, target: Path) -> None:
     """Replace ``target`` by ``tmp``; on failure ``target`` is left (or put back) as it was."""
     backup = None
     if target.exists():
-        backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        backup = target.with_name(f"{_OLD_PREFIX.format(name=target.name)}{uuid.uuid4().hex[:8]}")
         os.replace(target, backup)
     try:
+        _between_renames()
         os.replace(tmp, target)
     except BaseException:
         if backup is not None:
@@ -400,6 +440,48 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
     fsync_dir(target.parent)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def _leftovers(target: Path, prefix: str) -> list[Path]:
+    head = prefix.format(name=target.name)
+    if not target.parent.is_dir():
+        return []
+    return sorted(p for p in target.parent.iterdir() if p.name.startswith(head) and p.is_dir())
+
+
+def recover_interrupted_save(path: str | Path) -> bool:
+    """Repair what a save killed mid-way left next to the index directory ``path``; returns True when the
+    index was restored.
+
+    When ``path`` has no manifest but one ``.NAME.old-*`` directory holds an index (the process died
+    between the two renames of a save), it is moved back into place. Then leftover ``.NAME.tmp-*`` and
+    ``.NAME.old-*`` directories are removed. Call it only where no other process saves to ``path``
+    (``winnow serve`` does, at start). Raises :class:`IndexCorruptedError` when it cannot tell which
+    directory to restore.
+    """
+    target = Path(path).absolute()
+    restored = False
+    olds = [p for p in _leftovers(target, _OLD_PREFIX) if (p / MANIFEST_FILE).is_file()]
+    if olds and not (target / MANIFEST_FILE).is_file():
+        if len(olds) > 1 or (target.exists() and (not target.is_dir() or any(target.iterdir()))):
+            raise IndexCorruptedError(
+                f"{target} holds no index, and an interrupted save left {[str(p) for p in olds]} beside it; "
+                f"move the newest of them (see created_at in its {MANIFEST_FILE}) to {target} and start again"
+            )
+        if target.exists():
+            target.rmdir()
+        os.replace(olds[0], target)
+        fsync_dir(target.parent)
+        restored = True
+        logger.warning(
+            "restored the index at %s from %s, which a save killed between its two renames left behind",
+            target,
+            olds[0].name,
+        )
+    for stale in _leftovers(target, _TMP_PREFIX) + _leftovers(target, _OLD_PREFIX):
+        logger.info("removing %s, left by an interrupted save", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    return restored
 
 
 def _check_files(path: Path, manifest: IndexManifest, verify_checksums: bool) -> None:

@@ -608,28 +608,20 @@ class VectorIndex:
             "needs_training": self._needs_training,
         }
 
+    def snapshot(self) -> VectorSnapshot:
+        """A point-in-time copy of what :meth:`save` writes, taken in memory under the lock (fast), so the
+        slow part (writing, fsync) can run without it."""
+        with self._lock:
+            return VectorSnapshot(
+                faiss.serialize_index(self._index), self._tombstones.copy(), self._config(), len(self)
+            )
+
     def save(self, path: str | Path) -> list[Path]:
         """Write the FAISS index to ``path`` and tombstones + settings to :meth:`state_path`.
 
         Each file is written to a temporary name, fsynced and renamed into place. Returns both paths.
         """
-        path = Path(path)
-        state = self.state_path(path)
-        with self._lock:
-            tmp_index = path.with_name(path.name + ".tmp")
-            tmp_state = state.with_name(state.name + ".tmp")
-            try:
-                faiss.write_index(self._index, str(tmp_index))
-                with open(tmp_state, "wb") as handle:
-                    np.savez(handle, tombstones=self._tombstones, config=np.array(json.dumps(self._config())))
-                for tmp in (tmp_index, tmp_state):
-                    fsync_file(tmp)
-                os.replace(tmp_index, path)
-                os.replace(tmp_state, state)
-            finally:
-                for tmp in (tmp_index, tmp_state):
-                    tmp.unlink(missing_ok=True)
-        return [path, state]
+        return self.snapshot().save(path)
 
     @classmethod
     def load(cls, path: str | Path) -> VectorIndex:
@@ -667,3 +659,34 @@ class VectorIndex:
             raise ValueError(f"{state_file} lists tombstones for ids that {path} does not hold")
         obj._set_tombstones(tombstones)
         return obj
+
+
+class VectorSnapshot:
+    """The bytes of a :class:`VectorIndex` at one moment (see :meth:`VectorIndex.snapshot`); ``count`` is
+    its number of live vectors."""
+
+    def __init__(self, index_bytes: np.ndarray, tombstones: np.ndarray, config: dict, count: int) -> None:
+        self.index_bytes = index_bytes
+        self.tombstones = tombstones
+        self.config = config
+        self.count = count
+
+    def save(self, path: str | Path) -> list[Path]:
+        """Write the files :meth:`VectorIndex.save` writes (temporary names, fsync, rename)."""
+        path = Path(path)
+        state = VectorIndex.state_path(path)
+        tmp_index = path.with_name(path.name + ".tmp")
+        tmp_state = state.with_name(state.name + ".tmp")
+        try:
+            with open(tmp_index, "wb") as handle:
+                handle.write(memoryview(self.index_bytes))
+            with open(tmp_state, "wb") as handle:
+                np.savez(handle, tombstones=self.tombstones, config=np.array(json.dumps(self.config)))
+            for tmp in (tmp_index, tmp_state):
+                fsync_file(tmp)
+            os.replace(tmp_index, path)
+            os.replace(tmp_state, state)
+        finally:
+            for tmp in (tmp_index, tmp_state):
+                tmp.unlink(missing_ok=True)
+        return [path, state]

@@ -9,11 +9,18 @@ a delete of a missing id does nothing.
 One JSON object per line, with a CRC32 of its payload. A torn last line (the process died while writing it, so
 the write was never acknowledged) is dropped with a warning; a damaged line before the end raises
 :class:`~indexes.IndexCorruptedError`.
+
+The log cannot lie: acknowledged writes are exactly what replay returns. Lines are written with ``os.write``
+on an unbuffered descriptor; a failed write or fsync is cut back off the file, so it never reappears. After an
+fsync error the log refuses writes until the process restarts. :meth:`IndexWrite.check` runs before logging,
+so a logged write applies; :meth:`WriteLog.retract` takes back one whose apply failed anyway.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -26,9 +33,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._fsutil import fsync_dir
-from .document_table import DocumentRecord
-from .errors import IndexCorruptedError
+from ._fsutil import fsync_dir, is_disk_full
+from .document_table import DocumentRecord, _check_unique_ids, _encode, _id_list
+from .errors import IndexCorruptedError, StorageFullError, WriteLogUnavailableError
 from .index_dir import WinnowIndex
 
 logger = logging.getLogger(__name__)
@@ -56,6 +63,16 @@ class IndexWrite:
             raise ValueError(f"op must be 'upsert' or 'delete', got {self.op!r}")
         if self.op == "upsert" and self.has_vector is not None and len(self.has_vector) != len(self.records):
             raise ValueError("has_vector needs one flag per record")
+
+    def check(self, index: WinnowIndex) -> None:
+        """Raise ``ValueError`` (or :class:`IndexNotTrainedError`) if :meth:`apply` would refuse this write
+        on ``index``; run it before logging, so a logged write always applies."""
+        _id_list(self.ids)
+        if self.op == "delete":
+            return
+        _check_unique_ids([_encode(r)[1] for r in self.records])
+        vectors = self.vectors if self.vectors is not None and len(self.vectors) else None
+        index._check_batch(self.records, vectors, self.has_vector if vectors is not None else None)
 
     def apply(self, index: WinnowIndex) -> int:
         """Apply to ``index`` under its lock, so readers never see a half-applied write; returns documents
@@ -131,7 +148,13 @@ def _decode_line(line: bytes) -> tuple[int, IndexWrite]:
 
 
 class WriteLog:
-    """An append-only, fsynced log of :class:`IndexWrite` at ``path`` (created when missing)."""
+    """An append-only, fsynced log of :class:`IndexWrite` at ``path`` (created when missing).
+
+    Writes go through an unbuffered file descriptor, so a failed append leaves nothing behind in a buffer:
+    on any error the file is cut back to the end of the last acknowledged entry and reopened. After an
+    fsync error the log refuses writes (:class:`WriteLogUnavailableError`) until the process restarts,
+    since a later fsync can report success for data the kernel already dropped.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -139,7 +162,10 @@ class WriteLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._drop_torn_tail()
         self._seq = sum(1 for _ in self._entries(strict=False))
-        self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open for the log's lifetime
+        self._fd = _open_log(self.path)
+        self._offset = os.fstat(self._fd).st_size  # end of the last acknowledged entry
+        self._last: tuple[int, int] | None = None  # (offset, seq) before the last append, for retract()
+        self._failure: str | None = None
 
     def __len__(self) -> int:
         """Writes logged since the last checkpoint."""
@@ -148,13 +174,89 @@ class WriteLog:
     def __repr__(self) -> str:
         return f"WriteLog({str(self.path)!r}, entries={self._seq})"
 
-    def append(self, write: IndexWrite) -> None:
-        """Write ``write`` to disk and fsync; when this returns, the write survives a crash."""
+    @property
+    def failure(self) -> str | None:
+        """Why the log refuses writes, or ``None`` while it accepts them."""
+        return self._failure
+
+    def disable(self, reason: str) -> None:
+        """Refuse every later append with ``reason`` (until the process restarts)."""
         with self._lock:
-            self._handle.write(_encode_line(self._seq + 1, write))
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            self._failure = self._failure or reason
+
+    def append(self, write: IndexWrite) -> None:
+        """Write ``write`` to disk and fsync; when this returns, the write survives a crash.
+
+        On failure nothing of ``write`` stays in the log: :class:`StorageFullError` when the disk or quota
+        is full (the log stays usable), :class:`WriteLogUnavailableError` after an fsync error (the log
+        refuses writes from then on), the original error otherwise.
+        """
+        with self._lock:
+            self._check_usable()
+            line = _encode_line(self._seq + 1, write)
+            start = self._offset
+            try:
+                _write_all(self._fd, line)
+            except BaseException as exc:
+                self._cut_back(start)
+                if isinstance(exc, OSError) and is_disk_full(exc):
+                    raise StorageFullError(
+                        exc.errno,
+                        f"the disk holding the write log {self.path} is full; the write was not saved. "
+                        f"Free space (or raise the quota) and retry",
+                    ) from exc
+                raise
+            try:
+                os.fsync(self._fd)
+            except BaseException as exc:
+                self._failure = (
+                    f"fsync of the write log {self.path} failed ({exc}); data may have been lost by the "
+                    f"disk, so writes are refused until winnow restarts. Check the disk, then restart"
+                )
+                logger.error("%s", self._failure)
+                self._cut_back(start)
+                raise WriteLogUnavailableError(self._failure) from exc
+            self._last = (start, self._seq)
+            self._offset = start + len(line)
             self._seq += 1
+
+    def retract(self) -> None:
+        """Remove the entry the last :meth:`append` wrote (its apply failed). The caller keeps other writers
+        out between the two calls; if the entry cannot be removed the log refuses writes."""
+        with self._lock:
+            if self._last is None:
+                raise RuntimeError("retract() without a preceding successful append()")
+            start, seq = self._last
+            self._last = None
+            if not self._cut_back(start):
+                raise WriteLogUnavailableError(self._failure or f"could not cut back {self.path}")
+            self._seq = seq
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise WriteLogUnavailableError(self._failure)
+        if self._fd < 0:
+            raise WriteLogUnavailableError(f"the write log {self.path} is closed")
+
+    def _cut_back(self, offset: int) -> bool:
+        """Truncate to ``offset`` (dropping a failed entry, even one the kernel already holds), fsync, and
+        reopen; returns False (and disables the log) when that fails."""
+        try:
+            os.ftruncate(self._fd, offset)
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            self._fd = _open_log(self.path)
+            self._offset = offset
+            self._last = None
+            return True
+        except OSError as err:
+            self._failure = self._failure or (
+                f"could not cut a failed entry from the write log {self.path} ({err}); writes are refused "
+                f"until winnow restarts. Check the disk, then restart"
+            )
+            logger.error("%s", self._failure)
+            return False
 
     def _drop_torn_tail(self) -> None:
         """Cut bytes after the last newline: a line is acknowledged only once written whole and fsynced."""
@@ -209,21 +311,52 @@ class WriteLog:
         return count
 
     def checkpoint(self, index: WinnowIndex, index_dir: str | Path) -> None:
-        """Save ``index`` atomically to ``index_dir``, then empty the log. The caller keeps writers out."""
+        """Save ``index`` atomically to ``index_dir``, then empty the log. The caller keeps writers out.
+
+        The empty replacement log is created, fsynced and opened before it replaces the old one, and the
+        old one is closed last: on any error the old log stays in place and open.
+        """
         with self._lock:
             index.save(index_dir)
-            self._handle.close()
             tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_bytes(b"")
-            os.replace(tmp, self.path)
+            fd = _open_log(tmp, truncate=True)
+            try:
+                os.fsync(fd)
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                raise
             fsync_dir(self.path.parent)
-            self._handle = open(self.path, "ab")  # noqa: SIM115
+            old, self._fd = self._fd, fd
+            if old >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(old)
+            self._offset = 0
             self._seq = 0
+            self._last = None
 
     def close(self) -> None:
         with self._lock:
-            if not self._handle.closed:
-                self._handle.close()
+            if self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                os.close(fd)
+
+
+def _open_log(path: Path, *, truncate: bool = False) -> int:
+    """An unbuffered append-only descriptor on ``path`` (created when missing)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+    return os.open(path, flags | (os.O_TRUNC if truncate else 0), 0o644)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte of ``data`` is on its way (a write may be short)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # pragma: no cover - os.write raises rather than returning 0 on a regular file
+            raise OSError(errno.EIO, f"os.write wrote {written} bytes")
+        view = view[written:]
 
 
 def upsert_write(
