@@ -23,6 +23,7 @@ from winnow.api.middleware import ApiKeyAuth, BodySizeLimit
 from winnow.api.routes import documents, health, rerank, search
 from winnow.api.service import SearchService
 from winnow.api.settings import WinnowSettings, load_settings
+from winnow.indexes import StorageFullError
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,17 @@ async def _snapshot_loop(service: SearchService) -> None:
         if service.snapshot_due():
             try:
                 await run_in_threadpool(service.snapshot)
-            except Exception:  # noqa: BLE001 - the log still holds every write; try again next round
-                logger.exception("saving the index failed; writes stay in the write log")
+            except StorageFullError as exc:  # the log still holds every write; retried after a back-off
+                logger.error(
+                    "saving the index failed: %s; writes stay in the write log, next try in %.0f s",
+                    exc.strerror or exc,
+                    service.snapshot_retry_s(),
+                )
+            except Exception:  # noqa: BLE001 - the log still holds every write; retried after a back-off
+                logger.exception(
+                    "saving the index failed; writes stay in the write log, next try in %.0f s",
+                    service.snapshot_retry_s(),
+                )
 
 
 def create_app(settings: WinnowSettings | None = None, **overrides: Any) -> FastAPI:
@@ -80,8 +90,8 @@ def create_app(settings: WinnowSettings | None = None, **overrides: Any) -> Fast
     # added innermost first: the body limit sees requests last, the metrics first
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     keys = settings.api_key_values()
-    app.add_middleware(ApiKeyAuth, keys=keys)
-    if settings.cors_origins:
+    app.add_middleware(ApiKeyAuth, keys=keys, read_only_keys=settings.read_only_key_values())
+    if settings.cors_origins:  # outside the keys: a genuine preflight is answered without one
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
@@ -89,7 +99,7 @@ def create_app(settings: WinnowSettings | None = None, **overrides: Any) -> Fast
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    if keys:
+    if settings.authenticated:
         _document_bearer_auth(app)
     return app
 

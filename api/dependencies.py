@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from winnow.api.errors import ApiError
-from winnow.api.schemas import ErrorResponse
+from winnow.api.schemas import ErrorResponse, check_filter_values
 from winnow.api.service import SearchService
+from winnow.api.settings import WinnowSettings
+from winnow.retrieval.metadata_filter import FilterLimitError, check_filter_limits
 
 ERROR_RESPONSES: dict[int | str, dict] = {
     code: {"model": ErrorResponse, "description": text}
@@ -54,3 +56,24 @@ def fit_texts(texts: list[str], limit: int, what: str, *, truncate: bool, left: 
         else:
             out.append(fit_text(text, limit, f"{what}[{i}]", truncate=truncate))
     return out
+
+
+_FILTER_SETTINGS = {"nodes": "WINNOW_MAX_FILTER_NODES", "values": "WINNOW_MAX_FILTER_IN_VALUES"}
+
+
+def check_filter_cost(filters: dict[str, Any] | None, settings: WinnowSettings) -> None:
+    """422 for a filter over the size limits (checked first, in time bounded by the limits, so a huge filter
+    is refused at once), or one holding non-finite numbers, invalid Unicode or more than 16 levels."""
+    if not filters:
+        return
+    try:
+        check_filter_limits(
+            filters, max_nodes=settings.max_filter_nodes, max_values=settings.max_filter_in_values
+        )
+    except FilterLimitError as err:
+        setting = _FILTER_SETTINGS.get(err.what)
+        raise ApiError(422, f"filters: {err}" + (f" ({setting})" if setting else "")) from None
+    try:
+        check_filter_values(filters)
+    except ValueError as err:
+        raise ApiError(422, str(err)) from None

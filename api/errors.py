@@ -12,13 +12,16 @@ from fastapi.responses import JSONResponse
 from haystack.errors import FilterError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from winnow.indexes import StorageFullError, WriteLogUnavailableError, is_disk_full
 from winnow.rerank.micro_batcher import QueueFullError
+from winnow.retrieval.metadata_filter import FilterMatchError
 
 logger = logging.getLogger(__name__)
 
 _TYPES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
@@ -26,6 +29,7 @@ _TYPES = {
     422: "validation",
     429: "overloaded",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -135,12 +139,36 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _filter(request: Request, exc: FilterError) -> JSONResponse:
         return error_response(422, f"filters: {exc}", error_type="validation")
 
+    @app.exception_handler(FilterMatchError)
+    async def _filter_match(request: Request, exc: FilterMatchError) -> JSONResponse:
+        return error_response(422, f"filters: {exc}", error_type="validation")
+
     @app.exception_handler(QueueFullError)
     async def _full(request: Request, exc: QueueFullError) -> JSONResponse:
+        metrics = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.rerank_rejected.labels(exc.reason).inc()
         retry = str(max(1, int(round(exc.retry_after))))
         return error_response(429, f"{exc}; retry in {retry} s", headers={"Retry-After": retry})
 
+    @app.exception_handler(WriteLogUnavailableError)
+    async def _log_down(request: Request, exc: WriteLogUnavailableError) -> JSONResponse:
+        return error_response(503, str(exc))
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if isinstance(exc, StorageFullError) or is_disk_full(exc):
+            route = getattr(request.scope.get("route"), "path", None) or "unmatched"  # the template: no ids
+            logger.error("%s %s: disk full: %s", request.method, route, exc)
+            if isinstance(exc, StorageFullError):
+                return error_response(507, exc.strerror or str(exc))
+            return error_response(
+                507, f"the disk holding the index is full ({exc}); free space (or raise the quota) and retry"
+            )
+        return await _bug(request, exc)
+
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        route = getattr(request.scope.get("route"), "path", None) or "unmatched"  # the template: no ids
+        logger.exception("unhandled error on %s %s", request.method, route)
         return error_response(500, f"internal error ({type(exc).__name__}); this is a bug in winnow")

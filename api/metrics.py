@@ -9,6 +9,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The method as a label value: a standard one as is, anything else ``other`` (bounded label values)."""
+    return method if method in _METHODS else "other"
 
 
 class ServiceMetrics:
@@ -57,6 +63,12 @@ class ServiceMetrics:
         self.queue_pairs = Gauge(
             "winnow_rerank_queue_pairs", "pairs waiting or being scored", registry=self.registry
         )
+        self.rerank_rejected = Counter(
+            "winnow_rerank_rejected",
+            "rerank work answered 429 at once, by reason (latency_budget, queue_full)",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def on_batch(self, pairs: int, requests: int, seconds: float) -> None:
         """The micro-batcher's hook."""
@@ -94,5 +106,5 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"  # never the raw path: bounded labels
-            self.metrics.requests.labels(template, scope.get("method", ""), str(status)).inc()
+            self.metrics.requests.labels(template, method_label(scope.get("method", "")), str(status)).inc()
             self.metrics.latency.labels(template).observe(time.perf_counter() - start)

@@ -84,43 +84,73 @@ class ApiKeyAuth:
     """With keys configured, every path but the open ones needs ``Authorization: Bearer KEY``.
 
     Keys are compared in constant time (``hmac.compare_digest``) against every configured key, and neither the
-    key nor the header is logged.
+    key nor the header is logged. A read-only key gets 403 on writes: any method but GET, HEAD and OPTIONS on
+    ``write_paths`` (and the paths under them). OPTIONS needs a key like any other method; a CORS preflight is
+    answered before this middleware by Starlette's CORSMiddleware when CORS is configured.
     """
 
-    def __init__(self, app: ASGIApp, keys: Sequence[bytes], open_paths: Sequence[str] = ("/health",)) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: Sequence[bytes],
+        read_only_keys: Sequence[bytes] = (),
+        open_paths: Sequence[str] = ("/health",),
+        write_paths: Sequence[str] = ("/documents",),
+    ) -> None:
         self.app = app
         self.keys = [bytes(k) for k in keys]
+        self.read_only_keys = [bytes(k) for k in read_only_keys]
         self.open_paths = set(open_paths)
+        self.write_paths = tuple(write_paths)
 
-    def _authorised(self, scope: Scope) -> bool:
+    def _token(self, scope: Scope) -> bytes:
         header = b""
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 header = value
                 break
         scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            token = b""
-        token = token.strip()
+        return token.strip() if scheme.lower() == b"bearer" else b""
+
+    @staticmethod
+    def _matches(token: bytes, keys: Sequence[bytes]) -> bool:
         ok = False
-        for key in self.keys:  # no early exit: the time taken does not depend on which key matched
+        for key in keys:  # no early exit: the time taken does not depend on which key matched
             ok |= hmac.compare_digest(token, key)
         return ok and bool(token)
 
+    def _is_write(self, scope: Scope) -> bool:
+        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return False
+        path = scope.get("path", "")
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.write_paths)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope.get("path") in self.open_paths:
+        if scope["type"] != "http" or not (self.keys or self.read_only_keys):
             await self.app(scope, receive, send)
             return
-        if scope.get("method") == "OPTIONS":  # CORS preflight carries no credentials
+        if scope.get("path") in self.open_paths:
             await self.app(scope, receive, send)
             return
-        if not self._authorised(scope):
+        token = self._token(scope)
+        full = self._matches(token, self.keys)
+        read_only = self._matches(token, self.read_only_keys)
+        if not (full or read_only):
             await _send_error(
                 send,
                 401,
                 "unauthorized",
                 "missing or wrong API key: send 'Authorization: Bearer <key>'",
                 headers=[(b"www-authenticate", b'Bearer realm="winnow"')],
+            )
+            return
+        if not full and self._is_write(scope):
+            await _send_error(
+                send,
+                403,
+                "forbidden",
+                f"this API key is read-only: it can search and rerank, but not {scope.get('method')} "
+                "documents; use a key from WINNOW_API_KEYS to write",
             )
             return
         await self.app(scope, receive, send)

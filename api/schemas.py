@@ -70,7 +70,9 @@ def _check_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _check_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:
+def check_filter_values(filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Finite numbers, valid Unicode, at most 16 levels. It walks the whole filter, so the routes call it
+    after the size limits (dependencies.check_filter_cost), not as a field validator."""
     if filters is not None:
         _check_json_value(filters, "filters")
     return filters
@@ -109,13 +111,10 @@ class SearchRequest(BaseModel):
     )
     rerank: bool = Field(True, description="rerank with the cross-encoder (when the server has one)")
     filters: dict[str, Any] | None = Field(
-        None, description="Haystack metadata filter, e.g. {field: 'meta.year', operator: '>=', value: 2020}"
+        None,
+        description="Haystack metadata filter, e.g. {field: 'meta.year', operator: '>=', value: 2020}; at "
+        "most max_filter_nodes conditions and max_filter_in_values values in its lists (server settings)",
     )
-
-    @field_validator("filters")
-    @classmethod
-    def _valid_filters(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _check_filters(value)
 
 
 class SearchHit(BaseModel):

@@ -3,7 +3,9 @@
 Durability: every write (``PUT``/``DELETE /documents``) is appended to a fsynced write-ahead log
 (:class:`indexes.WriteLog`) before it is applied and acknowledged. The index directory is saved atomically
 every ``snapshot_interval_s`` seconds when writes happened, and at shutdown, after which the log is emptied.
-On start the saved index is loaded and the log replayed: a crash (even SIGKILL) loses no acknowledged write.
+On start the saved index is loaded and the log replayed: a crash (even SIGKILL) loses no acknowledged write,
+and a save killed mid-swap is repaired first. A write that failed is never replayed: a full disk answers 507,
+an fsync error 503 (writes refused until a restart); a failed save is retried after a doubling back-off.
 
 Consistency: a write is applied under the index's lock (:meth:`indexes.IndexWrite.apply`), so a search sees a
 document either before or after a write, never half-written. Writes are serialised among themselves.
@@ -16,14 +18,24 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from winnow.api.settings import WinnowSettings
-from winnow.indexes import DocumentRecord, IndexWrite, WinnowIndex, WriteLog, read_manifest, set_faiss_threads
+from winnow.indexes import (
+    DocumentRecord,
+    IndexWrite,
+    WinnowIndex,
+    WriteLog,
+    WriteLogUnavailableError,
+    read_manifest,
+    recover_interrupted_save,
+    set_faiss_threads,
+)
 from winnow.rerank.micro_batcher import BatchCallback, MicroBatcher
-from winnow.rerank.search import SearchResult, TwoStageSearch
+from winnow.rerank.search import FirstStage, SearchResult, TwoStageSearch
 from winnow.retrieval.corpus import Passage
 from winnow.retrieval.dense import DenseRetriever
 from winnow.retrieval.embedder import Embedder
@@ -32,6 +44,8 @@ from winnow.retrieval.metadata_filter import matching_document_ids
 from winnow.retrieval.records import record_to_passage
 
 logger = logging.getLogger(__name__)
+
+SNAPSHOT_RETRY_MAX_S = 600.0  # failed scheduled saves are retried after 2x, 4x, ... the interval, up to this
 
 
 @dataclass
@@ -57,6 +71,9 @@ class SearchService:
         self._write_lock = threading.Lock()
         self._ready = threading.Event()
         self._last_snapshot = time.monotonic()
+        self._snapshot_failures = 0  # consecutive failed saves, for the retry back-off
+        self._next_snapshot_try = 0.0
+        self._diverged: str | None = None  # set when memory may differ from saved index + log
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -65,7 +82,13 @@ class SearchService:
 
     @property
     def reranker_name(self) -> str | None:
-        return None if self.engine is None else self.engine.model_name
+        """The reranker's display name (never a filesystem path), or None without one."""
+        return None if self.engine is None else display_name(self.engine.model_name)
+
+    @property
+    def embedder_name(self) -> str | None:
+        """The bi-encoder's display name (never a filesystem path)."""
+        return None if self.embedder is None else display_name(self.embedder.name)
 
     def load(self) -> SearchService:
         """Load models and index, replay the write log, start the batcher. Blocking; call once."""
@@ -75,6 +98,7 @@ class SearchService:
             import torch
 
             torch.set_num_threads(s.torch_threads)
+        recover_interrupted_save(s.index)  # a save killed between its renames, leftover temp folders
         index_exists = (s.index / "manifest.json").is_file()
         embedder_name = s.embedder or (read_manifest(s.index).embedder if index_exists else None)
         self.embedder = Embedder(embedder_name, device=s.device, show_progress=False).load()
@@ -97,6 +121,7 @@ class SearchService:
                 max_wait_ms=s.batch_wait_ms,
                 max_batch_pairs=s.max_batch_pairs,
                 max_queue_pairs=s.max_queue_pairs,
+                latency_budget_ms=s.latency_budget_ms or None,
                 enabled=s.micro_batching,
                 on_batch=self._on_batch,
             ).start()
@@ -118,34 +143,63 @@ class SearchService:
         return self
 
     def close(self) -> None:
-        """Stop the batcher, save the index if it changed and close the log."""
+        """Stop the batcher, save the index if it changed and close the log. A failed save is logged, not
+        raised: the log still holds every acknowledged write and the next start replays it."""
         self._ready.clear()
         if self.batcher is not None:
             self.batcher.close()
         if self.log is not None:
             try:
-                self.snapshot(force=False)
+                if self._diverged is None:
+                    self.snapshot(force=False)
+                else:
+                    logger.warning("not saving the index at shutdown: %s", self._diverged)
+            except Exception:  # noqa: BLE001 - nothing acknowledged is lost: the log is replayed at start
+                logger.exception("saving the index at shutdown failed; the write log keeps every write")
             finally:
                 self.log.close()
 
     def snapshot(self, *, force: bool = False) -> bool:
-        """Save the index atomically and empty the log, when there were writes (or ``force``)."""
+        """Save the index atomically and empty the log, when there were writes (or ``force``).
+
+        A failure (a full disk raises :class:`indexes.StorageFullError`) postpones the next scheduled try
+        (:meth:`snapshot_due`) by a doubling back-off, capped at ``SNAPSHOT_RETRY_MAX_S``.
+        """
         if self.index is None or self.log is None:
             return False
         with self._write_lock:
+            if self._diverged is not None:
+                raise WriteLogUnavailableError(self._diverged)
             if not force and len(self.log) == 0:
                 return False
-            self.log.checkpoint(self.index, self.settings.index)
+            try:
+                self.log.checkpoint(self.index, self.settings.index)
+            except BaseException:
+                self._snapshot_failures += 1
+                self._next_snapshot_try = time.monotonic() + self.snapshot_retry_s()
+                raise
+            self._snapshot_failures = 0
+            self._next_snapshot_try = 0.0
             self._last_snapshot = time.monotonic()
         return True
 
+    def snapshot_retry_s(self) -> float:
+        """Seconds to wait before retrying a save after the failures so far (0 when the last one worked)."""
+        if not self._snapshot_failures:
+            return 0.0
+        base = max(float(self.settings.snapshot_interval_s or 0.0), 5.0)
+        return min(base * 2 ** (self._snapshot_failures - 1), SNAPSHOT_RETRY_MAX_S)
+
     def snapshot_due(self) -> bool:
         interval = self.settings.snapshot_interval_s
+        now = time.monotonic()
         return bool(
             interval
             and self.log is not None
+            and self._diverged is None
             and len(self.log)
-            and time.monotonic() - self._last_snapshot >= interval
+            and now - self._last_snapshot >= interval
+            and now >= self._next_snapshot_try
         )
 
     # ------------------------------------------------------------------ reads
@@ -158,18 +212,44 @@ class SearchService:
         rerank: bool,
         filters: dict[str, Any] | None = None,
     ) -> SearchResult:
-        """First stage (restricted by ``filters``), then reranking through the micro-batcher. Blocking."""
+        """First stage (restricted by ``filters``), then reranking through the micro-batcher. Blocking: the
+        REST route runs :meth:`first_stage` in a thread and awaits the reranker on its event loop instead."""
+        assert self.searcher is not None
+        stage = self.first_stage(query, top_k=top_k, candidates=candidates, rerank=rerank, filters=filters)
+        scores = None
+        if stage.rerank and stage.hits and self.batcher is not None:
+            scores = self.batcher.score(query, stage.texts)
+        return self.searcher.finish(stage, scores)
+
+    def first_stage(
+        self,
+        query: str,
+        *,
+        top_k: int,
+        candidates: int,
+        rerank: bool,
+        filters: dict[str, Any] | None = None,
+    ) -> FirstStage:
+        """The first stage of :meth:`search` (restricted by ``filters``); rerank ``.texts`` when ``.rerank``,
+        then ``searcher.finish``. Blocking."""
         assert self.searcher is not None and self.index is not None
-        allow_ids = matching_document_ids(self.index, filters) if filters else None
-        return self.searcher.search(
+        allow_ids = (
+            matching_document_ids(self.index, filters, max_seconds=self.settings.max_filter_seconds)
+            if filters
+            else None
+        )
+        return self.searcher.retrieve(
             query, top_k=top_k, candidates=candidates, rerank=rerank, allow_ids=allow_ids
         )
 
-    async def rerank(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        """Raw relevance logits, one per document, scored with other requests' pairs."""
+    async def rerank(
+        self, query: str, documents: Sequence[str], *, timeout: float | None = None
+    ) -> np.ndarray:
+        """Raw relevance logits, one per document, scored with other requests' pairs. Cancelling the awaiting
+        task (or ``timeout``: ``TimeoutError``) cancels the queued work."""
         if self.batcher is None:
             raise RuntimeError("no reranker is loaded")
-        return await self.batcher.score_async(query, documents)
+        return await self.batcher.score_async(query, documents, timeout=timeout)
 
     def get(self, doc_id: str) -> StoredDocument | None:
         assert self.index is not None
@@ -187,23 +267,69 @@ class SearchService:
     def upsert(self, passages: Sequence[Passage]) -> int:
         """Embed, log durably, then apply: when this returns, the documents survive a crash. Blocking."""
         assert self.index is not None and self.embedder is not None
+        self._check_writable()
         write = prepare_upsert(self.index, passages, self.embedder)
         return self._commit(write)
 
     def delete(self, doc_ids: Sequence[str]) -> int:
         """Delete documents (and their chunks); returns how many existed. Chunk ids are ignored."""
         assert self.index is not None
+        self._check_writable()
         records = self.index.table.get(doc_ids, with_embedding=False)
         existing = [r.id for r in records if r is not None and not r.parent_id]
         if not existing:
             return 0
         return self._commit(IndexWrite(op="delete", ids=existing))
 
+    def _check_writable(self) -> None:
+        """Raise :class:`indexes.WriteLogUnavailableError` (a 503) once writes are refused until restart."""
+        reason = self._diverged or (self.log.failure if self.log is not None else None)
+        if reason is not None:
+            raise WriteLogUnavailableError(reason)
+
     def _commit(self, write: IndexWrite) -> int:
+        """Check, log, apply. Acknowledged writes are exactly what a restart replays: a write that cannot
+        apply is refused before logging; one that fails to apply anyway is cut from the log, and since
+        memory may then hold part of it, writes and saves are refused until a restart reloads from disk."""
         assert self.index is not None and self.log is not None
         with self._write_lock:
+            self._check_writable()
+            write.check(self.index)
             self.log.append(write)
-            return write.apply(self.index)
+            try:
+                return write.apply(self.index)
+            except BaseException as exc:
+                self._diverged = (
+                    f"applying a logged write failed ({type(exc).__name__}: {exc}); it was not saved, but "
+                    f"the in-memory index may hold part of it, so writes are refused until winnow restarts "
+                    f"(a restart reloads the saved index and the write log). Restart the server"
+                )
+                logger.error("%s", self._diverged)
+                try:
+                    self.log.retract()
+                finally:
+                    self.log.disable(self._diverged)
+                raise
+
+
+def display_name(name: str) -> str:
+    """A model's name as responses show it: a short or hub name (``org/name``) as is, a local folder by its
+    own name only, so responses never reveal the server's directory layout."""
+    text = str(name).strip()
+    path = Path(text).expanduser()
+    looks_like_path = (
+        text.startswith(("/", "./", "../", "~", "."))
+        or "\\" in text
+        or path.is_absolute()
+        or text.count("/") > 1
+        or ("/" in text and path.exists())
+    )
+    if not looks_like_path:
+        return text
+    last = text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    if last in ("", ".", "..", "~"):
+        last = path.resolve().name
+    return last or "model"
 
 
 def _stored(record: DocumentRecord) -> StoredDocument:

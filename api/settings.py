@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("winnow_config_file", default=None)
+MIN_API_KEY_CHARS = 16
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -96,6 +97,19 @@ class WinnowSettings(BaseSettings):
         default_factory=list,
         description="bearer keys; when set, every route but /health needs `Authorization: Bearer KEY`",
     )
+    read_only_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="bearer keys that may search and rerank but get 403 on PUT/DELETE /documents",
+    )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="serve on a non-loopback host without API keys (anyone who can reach it may write)",
+    )
+    log_document_ids: bool = Field(
+        False,
+        description="keep document ids in the access log's paths (/documents/ID); off: logged as "
+        "/documents/{doc_id}",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="allowed CORS origins (none: CORS off)"
     )
@@ -106,7 +120,18 @@ class WinnowSettings(BaseSettings):
     max_write_documents: int = Field(1000, ge=1, description="most documents per PUT /documents")
     max_top_k: int = Field(1000, ge=1, description="largest top_k / candidates of /search")
     max_query_chars: int = Field(4096, ge=1, description="longest query, in characters")
-    max_document_chars: int = Field(100_000, ge=1, description="longest document, in characters")
+    max_document_chars: int = Field(
+        100_000, ge=1, description="longest document (and document title), in characters"
+    )
+    max_filter_nodes: int = Field(
+        256, ge=1, description="most conditions and logical operators in one /search filter"
+    )
+    max_filter_in_values: int = Field(
+        1024, ge=1, description="most values in all the lists ('in'/'not in') of one /search filter"
+    )
+    max_filter_seconds: float = Field(
+        10.0, gt=0, description="longest a /search filter may take to match the stored documents (422)"
+    )
     long_text: Literal["reject", "truncate"] = Field(
         "reject",
         description="a query or document over its limit: 'reject' answers 413, 'truncate' cuts it to the "
@@ -125,7 +150,21 @@ class WinnowSettings(BaseSettings):
     micro_batching: bool = Field(True, description="score concurrent rerank requests together")
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="longest a request waits for company")
     max_batch_pairs: int = Field(512, ge=1, description="pairs per shared model call")
-    max_queue_pairs: int = Field(8192, ge=1, description="pairs waiting; beyond it requests get 429")
+    max_queue_pairs: int = Field(
+        8192,
+        ge=1,
+        description="windows (a long document counts as the windows it becomes) waiting to be reranked; "
+        "beyond it requests get 429",
+    )
+    latency_budget_ms: float = Field(
+        2000.0,
+        ge=0,
+        description="most expected wait for the reranker (queued windows over the measured windows per "
+        "second); a request that would wait longer gets 429 with Retry-After at once (0: no budget)",
+    )
+    rerank_timeout_s: float = Field(
+        30.0, gt=0, description="longest a request waits for the reranker before a 503 (its work is dropped)"
+    )
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: all cores)")
     faiss_threads: int = Field(1, ge=1, description="FAISS OpenMP threads (1 suits many small queries)")
 
@@ -139,7 +178,7 @@ class WinnowSettings(BaseSettings):
         description="save the index and empty the log this often when writes happened (0: only at exit)",
     )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "read_only_api_keys", "cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -149,11 +188,16 @@ class WinnowSettings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("api_keys")
+    @field_validator("api_keys", "read_only_api_keys")
     @classmethod
-    def _keys_not_empty(cls, value: list[SecretStr]) -> list[SecretStr]:
-        if any(not key.get_secret_value() for key in value):
-            raise ValueError("API keys must not be empty strings")
+    def _keys_long_enough(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for i, key in enumerate(value):
+            length = len(key.get_secret_value())
+            if length < MIN_API_KEY_CHARS:
+                raise ValueError(
+                    f"API key #{i + 1} is {length} characters; keys need at least {MIN_API_KEY_CHARS} "
+                    "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
         return value
 
     @field_validator("reranker")
@@ -182,6 +226,14 @@ class WinnowSettings(BaseSettings):
 
     def api_key_values(self) -> list[bytes]:
         return [key.get_secret_value().encode("utf-8") for key in self.api_keys]
+
+    def read_only_key_values(self) -> list[bytes]:
+        return [key.get_secret_value().encode("utf-8") for key in self.read_only_api_keys]
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether requests need a key (full or read-only)."""
+        return bool(self.api_keys or self.read_only_api_keys)
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> WinnowSettings:

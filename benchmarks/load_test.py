@@ -1,11 +1,14 @@
-"""Load test of ``winnow serve`` on loopback: N concurrent clients against ``/search`` with reranking, once
-with micro-batching on and once off, side by side in one run.
+"""Load test of ``winnow serve`` on loopback: 8, 32 and 128 concurrent clients against ``/search`` with
+reranking, one level after the other against one server, in one run (``--modes on,off`` adds a server without
+micro-batching for comparison).
 
 Each client loops: POST /search (a sample query, top_k 10, ``--candidates`` reranked), honouring Retry-After
-on 429. The report gives throughput, p50/p95/p99 latency, errors other than 429, the 429 count, and the mean
-batch size the server's Prometheus metrics recorded. Writes ``benchmarks/results/load_test.json`` and ``.md``.
+on 429. For each level the report gives the throughput of admitted requests, their p50/p95/p99 latency, the
+share of requests answered 429 (the latency budget's admission control), errors other than 429, and the mean
+batch size the server's Prometheus metrics recorded. Each level stops after ``--duration`` seconds or
+``--max-requests`` requests. Writes ``benchmarks/results/load_test.json`` and ``.md``.
 
-    python benchmarks/load_test.py                       # sample corpus, 32 clients, 60 s per mode
+    python benchmarks/load_test.py                       # sample corpus, 8/32/128 clients, 40 s each
     python benchmarks/load_test.py --index work/idx-scifact --queries ../shared/datasets/scifact/queries.jsonl
 """
 
@@ -96,6 +99,8 @@ class Server:
             "WINNOW_SNAPSHOT_INTERVAL_S": "0",
             "WINNOW_WRITE_LOG": str(log.with_suffix(".wal")),
         }
+        if args.latency_budget_ms is not None:
+            env["WINNOW_LATENCY_BUDGET_MS"] = str(args.latency_budget_ms)
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         self.log = log
 
@@ -121,10 +126,19 @@ class Server:
 
 
 async def _client(
-    http: httpx.AsyncClient, queries: list[str], body: dict, end: float, seed: int, out: dict
+    http: httpx.AsyncClient,
+    queries: list[str],
+    body: dict,
+    end: float,
+    seed: int,
+    out: dict,
+    limit: int,
+    delay: float = 0.0,
 ) -> None:
     rng = random.Random(seed)
-    while time.monotonic() < end:
+    await asyncio.sleep(delay)  # clients arrive over the ramp-up, not all in the same millisecond
+    while time.monotonic() < end and out["sent"] < limit:
+        out["sent"] += 1
         payload = {**body, "query": rng.choice(queries)}
         start = time.perf_counter()
         try:
@@ -137,22 +151,29 @@ async def _client(
             out["latencies"].append(elapsed)
         elif r.status_code == 429:
             out["rejected"] += 1
-            await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+            retry = float(r.headers.get("Retry-After", "1"))
+            await asyncio.sleep(min(retry, max(0.0, end - time.monotonic())))
         else:
             out["errors"].append(f"{r.status_code}: {r.text[:200]}")
 
 
-async def _load(url: str, queries: list[str], args: argparse.Namespace) -> dict:
+async def _load(url: str, queries: list[str], args: argparse.Namespace, clients: int) -> dict:
     body = {"top_k": 10, "candidates": args.candidates, "rerank": True}
-    out: dict = {"latencies": [], "errors": [], "rejected": 0}
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
-        for query in queries[:3]:  # warm up: first calls pay for lazy initialisation
+    out: dict = {"latencies": [], "errors": [], "rejected": 0, "sent": 0}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        for query in queries[:3]:  # warm up: first calls pay for lazy initialisation (and measure a rate)
             await http.post("/search", json={**body, "query": query})
         before = _metric_sums((await http.get("/metrics")).text)
         start = time.monotonic()
         end = start + args.duration
-        await asyncio.gather(*(_client(http, queries, body, end, seed, out) for seed in range(args.clients)))
+        ramp = args.ramp_up / clients
+        await asyncio.gather(
+            *(
+                _client(http, queries, body, end, seed, out, args.max_requests, delay=seed * ramp)
+                for seed in range(clients)
+            )
+        )
         wall = time.monotonic() - start
         after = _metric_sums((await http.get("/metrics")).text)
 
@@ -161,11 +182,15 @@ async def _load(url: str, queries: list[str], args: argparse.Namespace) -> dict:
 
     lat = np.asarray(out["latencies"]) * 1000
     batches = delta("winnow_rerank_batch_pairs_count")
+    answered = lat.size + out["rejected"] + len(out["errors"])
     return {
+        "clients": clients,
+        "ramp_up_s": args.ramp_up,
         "requests_ok": int(lat.size),
         "errors": len(out["errors"]),
         "error_examples": out["errors"][:5],
         "rejected_429": out["rejected"],
+        "share_429": round(out["rejected"] / answered, 4) if answered else None,
         "wall_s": round(wall, 2),
         "throughput_rps": round(lat.size / wall, 3),
         "latency_ms": {
@@ -185,28 +210,36 @@ async def _load(url: str, queries: list[str], args: argparse.Namespace) -> dict:
 
 def _markdown(report: dict) -> str:
     cfg = report["config"]
+    budget = cfg["latency_budget_ms"]
     lines = [
         "# winnow serve load test",
         "",
-        f"{cfg['clients']} concurrent clients for {cfg['duration_s']} s each, POST /search (top_k 10, "
-        f"{cfg['candidates']} candidates reranked), loopback, {report['machine']}. Index: {cfg['index']}; "
-        f"reranker: {cfg['reranker']}.",
+        f"{', '.join(map(str, cfg['clients']))} concurrent clients (starting spread over "
+        f"{cfg.get('ramp_up_s', 0)} s), {cfg['duration_s']} s per level (at most "
+        f"{cfg['max_requests']} requests), POST /search (top_k 10, {cfg['candidates']} candidates reranked), "
+        f"loopback, {report['machine']}. Index: {cfg['index']}; reranker: {cfg['reranker']}. Latency budget: "
+        f"{'server default (2000)' if budget is None else budget} ms. Latencies are of admitted (200) "
+        "requests; rejected ones got 429 at once and retried after Retry-After.",
         "",
-        "| micro-batching | ok requests | req/s | p50 ms | p95 ms | p99 ms | errors | 429s | model calls "
-        "| mean pairs/call | mean requests/call |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| micro-batching | clients | ok requests | req/s | p50 ms | p95 ms | p99 ms | 429 share | 429s "
+        "| errors | model calls | mean pairs/call | mean requests/call |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for mode, r in report["runs"].items():
-        lat = r["latency_ms"]
-        lines.append(
-            f"| {mode} | {r['requests_ok']} | {r['throughput_rps']} | {lat['p50']} | {lat['p95']} "
-            f"| {lat['p99']} | {r['errors']} | {r['rejected_429']} | {r['model_calls']} "
-            f"| {r['mean_batch_pairs']} | {r['mean_batch_requests']} |"
-        )
+    for mode, levels in report["runs"].items():
+        for r in levels:
+            lat = r["latency_ms"]
+            lines.append(
+                f"| {mode} | {r['clients']} | {r['requests_ok']} | {r['throughput_rps']} | {lat['p50']} "
+                f"| {lat['p95']} | {lat['p99']} | {r['share_429']} | {r['rejected_429']} | {r['errors']} "
+                f"| {r['model_calls']} | {r['mean_batch_pairs']} | {r['mean_batch_requests']} |"
+            )
+    for mode, ratios in report.get("throughput_vs_first_level", {}).items():
+        text = ", ".join(f"{clients} clients {ratio}x" for clients, ratio in ratios.items())
+        lines += ["", f"Throughput relative to the first level (micro-batching {mode}): {text}."]
     if "speedup" in report:
         lines += [
             "",
-            f"Throughput with micro-batching / without: **{report['speedup']}x** (same run, same machine).",
+            f"Throughput with micro-batching / without (first level): **{report['speedup']}x** (same run).",
         ]
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
@@ -221,15 +254,26 @@ def main() -> int:
     )
     parser.add_argument("--queries", type=Path, default=None, help="queries.jsonl (default: the sample's)")
     parser.add_argument("--reranker", default=None, help="cross-encoder (default: MiniLM-L6, untrained head)")
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds per mode")
+    parser.add_argument("--clients", default="8,32,128", help="concurrent clients per level, comma-separated")
+    parser.add_argument("--duration", type=float, default=40.0, help="seconds per level")
+    parser.add_argument("--max-requests", type=int, default=5000, help="most requests sent per level")
+    parser.add_argument(
+        "--ramp-up", type=float, default=2.0, help="seconds over which a level's clients start (default 2)"
+    )
+    parser.add_argument("--pause", type=float, default=5.0, help="seconds between levels (the queue drains)")
     parser.add_argument("--candidates", type=int, default=20)
-    parser.add_argument("--modes", default="on,off", help="micro-batching modes to run: on,off")
+    parser.add_argument("--modes", default="on", help="micro-batching modes to run: on,off")
+    parser.add_argument(
+        "--latency-budget-ms", type=float, default=None, help="the server's budget (default: its own, 2000)"
+    )
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--torch-threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS / "load_test")
     args = parser.parse_args()
+    levels = [int(n) for n in str(args.clients).split(",") if n.strip()]
+    if not levels or min(levels) < 1:
+        parser.error("--clients needs positive integers, e.g. 8,32,128")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="winnow-load-") as tmp:
@@ -246,16 +290,23 @@ def main() -> int:
             server = Server(work_index, reranker, mode == "on", args, tmp_path / f"server-{mode}.log")
             try:
                 server.wait_ready()
-                print(f"micro-batching {mode}: {args.clients} clients for {args.duration} s ...", flush=True)
-                runs[mode] = asyncio.run(_load(server.url, queries, args))
-                print(json.dumps(runs[mode]), flush=True)
+                runs[mode] = []
+                for i, clients in enumerate(levels):
+                    if i:
+                        time.sleep(args.pause)
+                    print(f"micro-batching {mode}: {clients} clients for {args.duration} s ...", flush=True)
+                    runs[mode].append(asyncio.run(_load(server.url, queries, args, clients)))
+                    print(json.dumps(runs[mode][-1]), flush=True)
             finally:
                 server.stop()
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, device {args.device}",
         "config": {
-            "clients": args.clients,
+            "clients": levels,
             "duration_s": args.duration,
+            "ramp_up_s": args.ramp_up,
+            "max_requests": args.max_requests,
+            "latency_budget_ms": args.latency_budget_ms,
             "candidates": args.candidates,
             "batch_wait_ms": args.batch_wait_ms,
             "index": str(args.index or "sample corpus (244 passages)"),
@@ -264,13 +315,18 @@ def main() -> int:
         "runs": runs,
         "command": " ".join(["python", "benchmarks/load_test.py", *sys.argv[1:]]),
     }
-    if runs.get("on") and runs.get("off") and runs["off"]["throughput_rps"]:
-        report["speedup"] = round(runs["on"]["throughput_rps"] / runs["off"]["throughput_rps"], 2)
+    report["throughput_vs_first_level"] = {
+        mode: {r["clients"]: round(r["throughput_rps"] / results[0]["throughput_rps"], 3) for r in results}
+        for mode, results in runs.items()
+        if results and results[0]["throughput_rps"]
+    }
+    if runs.get("on") and runs.get("off") and runs["off"][0]["throughput_rps"]:
+        report["speedup"] = round(runs["on"][0]["throughput_rps"] / runs["off"][0]["throughput_rps"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(_markdown(report), encoding="utf-8")
     print(_markdown(report))
-    failed = any(r["errors"] for r in runs.values())
+    failed = any(r["errors"] for results in runs.values() for r in results)
     return 1 if failed else 0
 
 

@@ -55,6 +55,10 @@ _ST_ACTIVATIONS = {
 # Encoders whose position table holds two extra rows (padding offset): 514 positions, 512 usable.
 _OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "data2vec-text"}
 _DEFAULT_CAP = 512
+# No tokenizer's token is longer than this many characters in practice: text past ``max_length`` tokens times
+# this (times ``max_windows`` with windows) can never reach the model, so it is cut before tokenising.
+_MAX_CHARS_PER_TOKEN = 8
+_DEFAULT_CHARS_PER_TOKEN = 4.0
 _CPU_BATCH, _CPU_BATCH_TOKENS = 32, 8192
 _ACCEL_BATCH, _ACCEL_BATCH_TOKENS = 256, 65536
 
@@ -141,7 +145,9 @@ class CrossEncoderEngine:
     :param window_stride: tokens between window starts; None = three quarters of the room for the document
         (windows overlap by a quarter). Clamped to that room.
     :param max_windows: most windows per document; a longer document gets ``max_windows`` evenly spread
-        windows.
+        windows. At most ``max_length * max_windows * 8`` characters of a document are tokenised (its head and
+        its tail; ``max_length * 8`` characters of its head when truncating), so its cost is bounded whatever
+        its length.
     :param activation: None (raw logits), ``"sigmoid"``, ``"tanh"``, or ``"model"`` for the activation the
         model was saved with by sentence-transformers (sigmoid for one label when it saved none).
     :param show_progress: progress bar over batches; None shows it when this module logs at INFO or lower.
@@ -226,6 +232,7 @@ class CrossEncoderEngine:
         self._pad_id = 0
         self._card: dict[str, Any] | None = None
         self._card_read = False
+        self._chars_per_token = _DEFAULT_CHARS_PER_TOKEN  # measured on the texts scored, for estimates
 
     # ------------------------------------------------------------------ properties
     @property
@@ -478,12 +485,49 @@ class CrossEncoderEngine:
             documents.append(doc)
         return self._score(list(query_index), owners, documents)
 
+    def estimate_windows(self, query: str, documents: Sequence[str]) -> int:
+        """Model rows (windows) scoring ``documents`` against ``query`` takes, estimated from their lengths in
+        characters without tokenising (characters per token as measured on the texts scored so far, 4 before
+        that). Cheap enough to price requests before they queue."""
+        self.load()
+        assert self._template is not None and self._max_length is not None
+        per_token = self._chars_per_token
+        room = self._max_length - self._template.num_special
+        query_tokens = min(math.ceil(len(query) / per_token), room // 2)
+        budget = max(1, room - query_tokens)
+        if not self.windows:
+            return len(documents)
+        stride = self._stride(budget)
+        cap = self._max_document_chars()
+        total = 0
+        for doc in documents:
+            tokens = math.ceil(min(len(doc), cap) / per_token)
+            count = 1 if tokens <= budget else math.ceil((tokens - budget) / stride) + 1
+            total += count if self._max_windows is None else min(count, self._max_windows)
+        return total
+
+    def _max_document_chars(self) -> int | None:
+        """Characters of a document that can reach the model (None: all)."""
+        assert self._max_length is not None
+        if not self.windows:
+            return self._max_length * _MAX_CHARS_PER_TOKEN
+        if self._max_windows is None:
+            return None
+        return self._max_length * self._max_windows * _MAX_CHARS_PER_TOKEN
+
     def _score(self, queries: list[str], query_of: list[int], documents: list[str]) -> np.ndarray:
         if not documents:
             return np.zeros(0, dtype=np.float32)
         self.load()
         query_ids = [self._truncated_query(ids) for ids in self._tokenize(queries)]
+        cap = self._max_document_chars()
+        if cap is not None:
+            documents = [_clip(doc, cap, tail=self.windows) for doc in documents]
         doc_ids = self._tokenize(documents)
+        tokens = sum(len(ids) for ids in doc_ids)
+        if tokens:
+            ratio = min(max(sum(len(doc) for doc in documents) / tokens, 1.0), float(_MAX_CHARS_PER_TOKEN))
+            self._chars_per_token = 0.9 * self._chars_per_token + 0.1 * ratio
         rows, owner = self._build_rows(query_ids, query_of, doc_ids)
         row_scores = self._run_rows(rows)
         scores = np.full(len(documents), -np.inf, dtype=np.float64)
@@ -635,6 +679,16 @@ def _check_positive(name: str, value: int | None) -> None:
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be a positive int or None, got {value}")
+
+
+def _clip(text: str, limit: int, *, tail: bool) -> str:
+    """``text`` cut to ``limit`` characters: its head, or (``tail``) its head and its tail."""
+    if len(text) <= limit:
+        return text
+    if not tail:
+        return text[:limit]
+    half = limit // 2
+    return text[:half] + " " + text[len(text) - (limit - half) :]
 
 
 def _capped(length: int, budget: int, stride: int, max_windows: int | None) -> bool:

@@ -66,8 +66,16 @@ def rerank_hits(
     """
     if not hits:
         return []
-    raw = np.asarray(scorer.score(query, [h.full_text() for h in hits]), dtype=np.float64)
-    weight = scorer_weight(scorer, interpolation_weight)
+    raw = scorer.score(query, [h.full_text() for h in hits])
+    return rank_by_scores(hits, raw, scorer_weight(scorer, interpolation_weight))
+
+
+def rank_by_scores(hits: Sequence[Hit], raw_scores: np.ndarray, weight: float | None) -> list[RankedHit]:
+    """Order ``hits`` by the reranker's ``raw_scores`` (interpolated with the first stage's when ``weight``
+    is below 1); see :func:`rerank_hits`."""
+    if not hits:
+        return []
+    raw = np.asarray(raw_scores, dtype=np.float64)
     interpolated = weight is not None and weight < 1.0
     scores = interpolate(raw, [h.score for h in hits], weight) if interpolated else raw
     order = np.argsort(-scores, kind="stable")
@@ -103,6 +111,23 @@ def first_stage_only(hits: Sequence[Hit]) -> list[RankedHit]:
     ]
 
 
+@dataclass
+class FirstStage:
+    """What :meth:`TwoStageSearch.retrieve` found: the hits, and whether the reranker is to score them
+    (``texts`` are what it scores). :meth:`TwoStageSearch.finish` turns it and the scores into a result."""
+
+    query: str
+    hits: list[Hit]
+    top_k: int
+    rerank: bool
+    started: float
+    timings_ms: dict[str, float]
+
+    @property
+    def texts(self) -> list[str]:
+        return [h.full_text() for h in self.hits]
+
+
 class TwoStageSearch:
     """First stage for ``candidates`` hits, then (with a reranker) cross-encoder reranking to ``top_k``.
 
@@ -136,6 +161,24 @@ class TwoStageSearch:
     ) -> SearchResult:
         """``allow_ids`` restricts the first stage to those documents (an empty list finds nothing); it
         needs a first stage that takes ``allow_ids`` (``DenseRetriever``)."""
+        stage = self.retrieve(query, top_k=top_k, candidates=candidates, rerank=rerank, allow_ids=allow_ids)
+        raw = None
+        if stage.rerank and stage.hits:
+            assert self.reranker is not None
+            raw = self.reranker.score(query, stage.texts)
+        return self.finish(stage, raw)
+
+    def retrieve(
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        candidates: int | None = None,
+        rerank: bool = True,
+        allow_ids: Sequence[str] | None = None,
+    ) -> FirstStage:
+        """The first stage of :meth:`search` alone (blocking); score ``.texts`` when ``.rerank``, then
+        :meth:`finish`. Lets a caller await the reranker elsewhere (an event loop)."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
         if top_k <= 0:
@@ -150,14 +193,21 @@ class TwoStageSearch:
             hits = self.first_stage.retrieve_batch([query], depth, allow_ids=allow_ids)[0]  # type: ignore[call-arg]
         else:
             hits = []
-        t1 = time.perf_counter()
-        timings = {"first_stage": (t1 - t0) * 1000}
-        if use_reranker:
-            ranked = rerank_hits(query, hits, self.reranker, interpolation_weight=self.interpolation_weight)[
-                :top_k
-            ]
-            timings["rerank"] = (time.perf_counter() - t1) * 1000
+        timings = {"first_stage": (time.perf_counter() - t0) * 1000}
+        return FirstStage(query, list(hits), top_k, use_reranker, t0, timings)
+
+    def finish(self, stage: FirstStage, raw_scores: np.ndarray | None) -> SearchResult:
+        """The result of a :meth:`retrieve`, given the reranker's scores of its ``texts`` (None: the first
+        stage's order, which a stage with ``rerank`` accepts only without hits)."""
+        timings = dict(stage.timings_ms)
+        if stage.rerank:
+            if raw_scores is None and stage.hits:
+                raise ValueError("this first stage is to be reranked: pass the scores of its texts")
+            weight = scorer_weight(self.reranker, self.interpolation_weight)
+            raw = np.zeros(0) if raw_scores is None else raw_scores
+            ranked = rank_by_scores(stage.hits, raw, weight)[: stage.top_k]
+            timings["rerank"] = (time.perf_counter() - stage.started) * 1000 - timings["first_stage"]
         else:
-            ranked = first_stage_only(hits[:top_k])
-        timings["total"] = (time.perf_counter() - t0) * 1000
-        return SearchResult(query=query, results=ranked, timings_ms=timings, reranked=use_reranker)
+            ranked = first_stage_only(stage.hits[: stage.top_k])
+        timings["total"] = (time.perf_counter() - stage.started) * 1000
+        return SearchResult(query=stage.query, results=ranked, timings_ms=timings, reranked=stage.rerank)

@@ -7,8 +7,12 @@ in Python, one pass over the table: fine for tens of thousands of documents.
 
 from __future__ import annotations
 
+import contextlib
+import time
+from datetime import datetime
 from typing import Any
 
+import dateutil.parser
 from haystack import Document
 from haystack.errors import FilterError
 from haystack.utils.filters import COMPARISON_OPERATORS, LOGICAL_OPERATORS, document_matches_filter
@@ -16,6 +20,85 @@ from haystack.utils.filters import COMPARISON_OPERATORS, LOGICAL_OPERATORS, docu
 from winnow.indexes import WinnowIndex
 
 _BATCH = 1000
+_ORDERING = (">", ">=", "<", "<=")
+_MAX_DATE_CHARS = 64
+_DEADLINE_EVERY = 256  # records between two looks at the clock
+_clock = time.monotonic
+MAX_FIELD_CHARS = 256
+"""Longest ``field`` of a condition (``meta.a.b``); matching splits it on dots for every document."""
+
+
+class FilterLimitError(FilterError):
+    """A filter over a size limit: ``what`` is ``"nodes"``, ``"values"`` or ``"field"``, ``limit`` the cap."""
+
+    def __init__(self, message: str, *, what: str, limit: int) -> None:
+        super().__init__(message)
+        self.what = what
+        self.limit = limit
+
+
+class FilterMatchError(ValueError):
+    """A well-formed filter that cannot be applied to the stored documents (e.g. ``>`` on a list-valued
+    field), or that ran past its time budget: the caller's fault, not a bug."""
+
+
+def _count_values(value: Any, budget: int) -> int:
+    """Elements in the lists and objects of ``value`` (nested ones too), stopping once past ``budget``."""
+    count = 0
+    stack = [value]
+    while stack and count <= budget:
+        item = stack.pop()
+        if isinstance(item, (list, dict)):
+            count += len(item)
+            if count <= budget:
+                stack.extend(item.values() if isinstance(item, dict) else item)
+    return count
+
+
+def check_filter_limits(
+    filters: Any, *, max_nodes: int, max_values: int, max_field_chars: int = MAX_FIELD_CHARS
+) -> None:
+    """Raise :class:`FilterLimitError` when ``filters`` hold more than ``max_nodes`` conditions and logical
+    operators, more than ``max_values`` values in all their lists (``in``/``not in`` lists and list- or
+    object-valued comparisons together), or a ``field`` longer than ``max_field_chars``.
+
+    Runs in time bounded by the limits, not by the filter's size, so call it before anything that walks the
+    whole filter. Malformed nodes are left to :func:`validate_filters`.
+    """
+    nodes = values = 0
+    stack = [filters]
+    while stack:
+        node = stack.pop()
+        nodes += 1
+        if not isinstance(node, dict):
+            continue
+        conditions = node.get("conditions")
+        if "field" not in node and isinstance(conditions, list):
+            if nodes + len(stack) + len(conditions) > max_nodes:
+                raise FilterLimitError(
+                    f"filters hold more than {max_nodes} conditions and logical operators; "
+                    f"the limit is {max_nodes}",
+                    what="nodes",
+                    limit=max_nodes,
+                )
+            stack.extend(conditions)
+            continue
+        field = node.get("field")
+        if isinstance(field, str) and len(field) > max_field_chars:
+            raise FilterLimitError(
+                f"a filter field is {len(field)} characters long; the limit is {max_field_chars}",
+                what="field",
+                limit=max_field_chars,
+            )
+        values += _count_values(node.get("value"), max_values - values)
+        if values > max_values:
+            operator = node.get("operator")
+            raise FilterLimitError(
+                f"filters hold more than {max_values} values in their lists (this {operator!r} condition "
+                f"on {field!r} alone brings them over); the limit is {max_values} values in all",
+                what="values",
+                limit=max_values,
+            )
 
 
 def check_filter_syntax(node: Any) -> None:
@@ -66,17 +149,66 @@ def validate_filters(filters: dict[str, Any] | None, *, required: bool = False) 
     check_filter_syntax(filters)
 
 
-def matching_document_ids(index: WinnowIndex, filters: dict[str, Any]) -> list[str]:
+def _parse_ordering_dates(node: Any) -> Any:
+    """A copy of ``node`` whose ordering comparisons against a string hold the parsed datetime, so the string
+    is parsed once rather than once per document (Haystack accepts a datetime value)."""
+    if not isinstance(node, dict):
+        return node
+    if "field" not in node:
+        conditions = node.get("conditions")
+        if isinstance(conditions, list):
+            return {**node, "conditions": [_parse_ordering_dates(c) for c in conditions]}
+        return node
+    value = node.get("value")
+    if node.get("operator") not in _ORDERING or not isinstance(value, str):
+        return node
+    parsed = None
+    if len(value) <= _MAX_DATE_CHARS:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            with contextlib.suppress(ValueError, OverflowError):
+                parsed = dateutil.parser.parse(value)  # Haystack's fallback
+    if parsed is None:
+        shown = value if len(value) <= _MAX_DATE_CHARS else value[:_MAX_DATE_CHARS] + "..."
+        raise FilterError(
+            f"{node.get('field')!r} {node['operator']} {shown!r}: strings compare with '>', '>=', '<', '<=' "
+            "only as dates (ISO 8601: 2024-05-01 or 2024-05-01T12:00:00)"
+        )
+    return {**node, "value": parsed}
+
+
+def matching_document_ids(
+    index: WinnowIndex, filters: dict[str, Any], *, max_seconds: float | None = None
+) -> list[str]:
     """Ids of the documents (not chunks) of ``index`` whose id, content and meta match ``filters``.
 
-    :raises ValueError: for non-Haystack syntax; :raises FilterError: for a malformed filter.
+    ``max_seconds`` bounds the time spent matching.
+
+    :raises ValueError: for non-Haystack syntax; :raises FilterError: for a malformed filter;
+        :raises FilterMatchError: when the filter cannot be applied to a document's values (an ordering
+        operator on a list-valued field, say), or matching takes longer than ``max_seconds``.
     """
     validate_filters(filters, required=True)
+    filters = _parse_ordering_dates(filters)
+    deadline = None if max_seconds is None else _clock() + max_seconds
     ids = []
-    for record in index.table.iter_records(_BATCH, with_embedding=False):
+    for seen, record in enumerate(index.table.iter_records(_BATCH, with_embedding=False)):
+        if deadline is not None and (seen + 1) % _DEADLINE_EVERY == 0 and _clock() > deadline:
+            raise FilterMatchError(
+                f"the filter took more than {max_seconds:g} s to match ({seen + 1} records checked); "
+                "use fewer conditions or shorter 'in' lists"
+            )
         if record.parent_id:
             continue
         doc = Document(id=record.id, content=record.text, meta=dict(record.meta))
-        if document_matches_filter(filters=filters, document=doc):
+        try:
+            matched = document_matches_filter(filters=filters, document=doc)
+        except (TypeError, OverflowError, ValueError) as err:
+            raise FilterMatchError(
+                f"the filter cannot be applied to document {record.id!r}: {err}. Ordering operators "
+                "('>', '>=', '<', '<=') need a number or an ISO date on both sides, not a list or an object"
+            ) from None
+        if matched:
             ids.append(record.id)
     return ids

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import ipaddress
 from pathlib import Path
+from typing import Any
 
 from winnow.api.cli.options import add_common, int_at_least, positive_int
 
@@ -27,6 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int_at_least(1), default=None, help="port (default 8000)")
     p.add_argument("--config", type=Path, default=None, help=".toml or .json settings file")
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve on a non-loopback host without API keys: anyone who reaches it can write and delete",
+    )
     p.add_argument(
         "--no-micro-batching",
         dest="micro_batching",
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             batch_wait_ms=args.batch_wait_ms,
             backend=args.backend,
             torch_threads=args.torch_threads,
+            allow_unauthenticated=args.allow_unauthenticated,
         )
     except ValidationError as err:
         problems = "; ".join(
@@ -81,7 +91,45 @@ def run(args: argparse.Namespace) -> int:
         )
         hint = " (pass --index DIR or set WINNOW_INDEX)" if "index: Field required" in problems else ""
         raise ValueError(f"invalid settings: {problems}{hint}") from None
+    if not settings.authenticated and not is_loopback(settings.host) and not settings.allow_unauthenticated:
+        raise ValueError(
+            f"refusing to serve on {settings.host} without API keys: anyone who can reach it could write and "
+            "delete documents. Set WINNOW_API_KEYS (and WINNOW_READ_ONLY_API_KEYS), bind --host 127.0.0.1, "
+            "or pass --allow-unauthenticated (WINNOW_ALLOW_UNAUTHENTICATED=true) if a proxy in front "
+            "authenticates"
+        )
     app = create_app(settings)
     level = "debug" if args.verbose > 1 else "info"
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=level,
+        log_config=access_log_config(log_document_ids=settings.log_document_ids),
+        timeout_graceful_shutdown=30,
+    )
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` binds only this machine: ``localhost``, 127.0.0.0/8 or ::1."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to any interface
+
+
+def access_log_config(*, log_document_ids: bool) -> dict[str, Any]:
+    """uvicorn's logging config, with document ids dropped from access-log paths unless asked for."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    if not log_document_ids:
+        config.setdefault("filters", {})["winnow_drop_document_ids"] = {
+            "()": "winnow.api.access_log.DropDocumentIds"
+        }
+        config["loggers"]["uvicorn.access"].setdefault("filters", []).append("winnow_drop_document_ids")
+    return config

@@ -35,9 +35,11 @@ async def put_documents(body: DocumentsWrite, service: ServiceDep) -> DocumentsW
         if chunked and "#" in doc.id:
             raise ApiError(422, f"documents[{i}].id: '#' is reserved for chunk ids in this chunked index")
         text = fit_text(doc.text, settings.max_document_chars, f"documents[{i}].text", truncate=truncate)
-        passages.append(Passage(id=doc.id, text=text, title=doc.title, meta=dict(doc.meta)))
+        title = fit_text(doc.title, settings.max_document_chars, f"documents[{i}].title", truncate=truncate)
+        passages.append(Passage(id=doc.id, text=text, title=title, meta=dict(doc.meta)))
     written = await run_in_threadpool(service.upsert, passages)
-    return DocumentsWritten(written=written, ids=[p.id for p in passages], documents=service.count()[0])
+    documents, _ = await run_in_threadpool(service.count)  # takes the table's lock: never on the event loop
+    return DocumentsWritten(written=written, ids=[p.id for p in passages], documents=documents)
 
 
 @router.get("/documents/{doc_id:path}", response_model=DocumentOut, responses=ERROR_RESPONSES | _NOT_FOUND)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 
 from winnow.api.schemas import Health, Readiness
 from winnow.api.service import SearchService
@@ -24,12 +25,12 @@ async def ready(request: Request):
     service: SearchService = request.app.state.service
     if not service.ready:
         return JSONResponse(Readiness(status="loading").model_dump(), status_code=503)
-    documents, vectors = service.count()
+    documents, vectors = await run_in_threadpool(service.count)  # the table's lock: never on the event loop
     return Readiness(
         status="ready",
         documents=documents,
         vectors=vectors,
-        embedder=service.embedder.name if service.embedder else None,
+        embedder=service.embedder_name,
         reranker=service.reranker_name,
     )
 
@@ -40,7 +41,7 @@ async def metrics(request: Request) -> Response:
     service: SearchService = request.app.state.service
     registry = request.app.state.metrics
     if service.ready:
-        documents, vectors = service.count()
+        documents, vectors = await run_in_threadpool(service.count)
         registry.documents.set(documents)
         registry.vectors.set(vectors)
     if service.batcher is not None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from haystack.errors import FilterError
 from starlette.concurrency import run_in_threadpool
 
-from winnow.api.dependencies import ERROR_RESPONSES, ServiceDep, fit_text
+from winnow.api.admission import release_rerank, rerank_scores, reserve_rerank
+from winnow.api.dependencies import ERROR_RESPONSES, ServiceDep, check_filter_cost, fit_text
 from winnow.api.errors import ApiError
 from winnow.api.schemas import SearchHit, SearchRequest, SearchResponse
 from winnow.retrieval.metadata_filter import validate_filters
@@ -20,7 +21,7 @@ FILTER_HINT = (
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
-async def search(body: SearchRequest, service: ServiceDep) -> SearchResponse:
+async def search(body: SearchRequest, service: ServiceDep, request: Request) -> SearchResponse:
     """Dense first stage over the index (restricted by `filters`), the top `candidates` reranked by the
     cross-encoder, the best `top_k` returned. `rerank: false` (or no reranker): the first stage's order."""
     settings = service.settings
@@ -29,19 +30,34 @@ async def search(body: SearchRequest, service: ServiceDep) -> SearchResponse:
         if value is not None and value > settings.max_top_k:
             raise ApiError(422, f"{name} is {value}; the limit is {settings.max_top_k} (WINNOW_MAX_TOP_K)")
     if body.filters:  # {} is no filter
+        check_filter_cost(body.filters, settings)  # size limits first: a huge filter is refused at once
         try:
             validate_filters(body.filters, required=True)
         except (ValueError, FilterError) as err:
             raise ApiError(422, f"filters: {err} {FILTER_HINT}") from None
     query = fit_text(body.query, settings.max_query_chars, "query", truncate=settings.long_text == "truncate")
-    result = await run_in_threadpool(
-        service.search,
-        query,
-        top_k=body.top_k,
-        candidates=body.candidates or settings.default_candidates,  # never fewer than top_k
-        rerank=body.rerank,
-        filters=body.filters or None,
-    )
+    candidates = body.candidates or settings.default_candidates  # never fewer than top_k
+    # over the latency budget: 429 before any work; else the rerank work counts as queued from now on
+    reserved = reserve_rerank(service, max(candidates, body.top_k)) if body.rerank else 0
+    try:  # the first stage in a thread; the reranker is awaited on the event loop, holding no thread
+        stage = await run_in_threadpool(
+            service.first_stage,
+            query,
+            top_k=body.top_k,
+            candidates=candidates,
+            rerank=body.rerank,
+            filters=body.filters or None,
+        )
+    except BaseException:
+        release_rerank(service, reserved)
+        raise
+    scores = None
+    if stage.rerank and stage.hits:
+        scores = await rerank_scores(request, service, query, stage.texts, reserved=reserved)
+    else:
+        release_rerank(service, reserved)
+    assert service.searcher is not None
+    result = service.searcher.finish(stage, scores)
     return SearchResponse(
         results=[SearchHit(**hit.to_dict()) for hit in result.results],
         timings_ms={k: round(v, 3) for k, v in result.timings_ms.items()},

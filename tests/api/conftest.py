@@ -115,7 +115,7 @@ class LiveServer:
 def live_server(
     tmp_path_factory: pytest.TempPathFactory, served_index: Path, tiny_cross_encoder_path: str
 ) -> Iterator[LiveServer]:
-    """A server with API key ``test-key`` over a copy of the five-document index."""
+    """A server with API key ``test-key-0123456789`` over a copy of the five-document index."""
     import shutil
 
     index = tmp_path_factory.mktemp("live") / "index"
@@ -125,7 +125,7 @@ def live_server(
         reranker=tiny_cross_encoder_path,
         device="cpu",
         port=free_port(),
-        api_keys="test-key",
+        api_keys="test-key-0123456789",
         batch_wait_ms=2.0,
     )
     with LiveServer(settings) as server:

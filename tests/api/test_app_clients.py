@@ -24,7 +24,7 @@ def expected_order(tiny_cross_encoder_path) -> list[int]:
 
 def test_official_cohere_client_v2(live_server, expected_order):
     cohere = pytest.importorskip("cohere")
-    client = cohere.ClientV2(api_key="test-key", base_url=live_server.url)
+    client = cohere.ClientV2(api_key="test-key-0123456789", base_url=live_server.url)
     response = client.rerank(model="rerank-v3.5", query=QUERY, documents=DOCS, top_n=3)
     assert [r.index for r in response.results] == expected_order[:3]
     scores = [r.relevance_score for r in response.results]
@@ -40,7 +40,7 @@ def test_official_cohere_async_client(live_server, expected_order):
     import asyncio
 
     async def main():
-        client = cohere.AsyncClientV2(api_key="test-key", base_url=live_server.url)
+        client = cohere.AsyncClientV2(api_key="test-key-0123456789", base_url=live_server.url)
         return await asyncio.gather(
             *(client.rerank(model="m", query=QUERY, documents=DOCS) for _ in range(8))
         )
@@ -55,7 +55,7 @@ def test_haystack_cohere_ranker(live_server, expected_order):
     from haystack.utils import Secret
 
     ranker = ranker_module.CohereRanker(
-        api_key=Secret.from_token("test-key"),
+        api_key=Secret.from_token("test-key-0123456789"),
         api_base_url=live_server.url,
         top_k=10,  # more than the documents
     )
@@ -69,7 +69,7 @@ def test_haystack_cohere_ranker(live_server, expected_order):
 def test_plain_http_search_with_key(live_server):
     import httpx
 
-    headers = {"Authorization": "Bearer test-key"}
+    headers = {"Authorization": "Bearer test-key-0123456789"}
     r = httpx.post(f"{live_server.url}/search", json={"query": "revenue", "top_k": 2}, headers=headers)
     assert r.status_code == 200 and len(r.json()["results"]) == 2
     assert httpx.get(f"{live_server.url}/health").status_code == 200

@@ -304,15 +304,16 @@ def test_body_size_limit(make_settings):
 
 
 def test_api_keys(make_settings, caplog):
-    with TestClient(create_app(make_settings(api_keys="k-one,k-two"))) as c:
+    k1, k2 = "k-one-0123456789abcdef", "k-two-0123456789abcdef"  # keys need 16 characters or more
+    with TestClient(create_app(make_settings(api_keys=f"{k1},{k2}"))) as c:
         assert c.get("/health").status_code == 200
         for path in ("/ready", "/metrics", "/openapi.json", "/docs", "/documents/fin-1"):
             _error(c.get(path), 401, "API key")
         _error(c.post("/search", json={"query": "x"}, headers={"Authorization": "Bearer wrong"}), 401)
-        _error(c.post("/search", json={"query": "x"}, headers={"Authorization": "k-one"}), 401)
-        ok = c.post("/search", json={"query": "x"}, headers={"Authorization": "Bearer k-two"})
+        _error(c.post("/search", json={"query": "x"}, headers={"Authorization": k1}), 401)
+        ok = c.post("/search", json={"query": "x"}, headers={"Authorization": f"Bearer {k2}"})
         assert ok.status_code == 200
-        schema = c.get("/openapi.json", headers={"Authorization": "Bearer k-one"}).json()
+        schema = c.get("/openapi.json", headers={"Authorization": f"Bearer {k1}"}).json()
         assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "k-one" not in caplog.text and "k-two" not in caplog.text
 

@@ -11,7 +11,7 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
-AUTH = {"Authorization": "Bearer test-key"}
+AUTH = {"Authorization": "Bearer test-key-0123456789"}
 # Every other check runs (no 5xx, status codes, content types and bodies as documented, invalid data refused).
 # Schema-valid data may still be refused with a documented 4xx: a Haystack filter that compares a string with
 # a number, or a top_k above the server's configured limit.
