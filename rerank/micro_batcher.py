@@ -340,6 +340,7 @@ class MicroBatcher:
             self._score_requests(requests)
         except Exception as err:  # noqa: BLE001 - handed to the caller through its future
             if len(requests) == 1:
+                self._release(requests[0])
                 requests[0].future.set_exception(err)
                 return
             logger.warning("a batch of %d requests failed (%s); scoring them one by one", len(requests), err)
@@ -375,6 +376,7 @@ class MicroBatcher:
         offset = 0
         for r in requests:
             end = offset + len(r.documents)
+            self._release(r)  # before the caller wakes: its cost is no longer queued when it reads the queue
             if not r.future.done():
                 r.future.set_result(scores[offset:end].copy())
             offset = end
