@@ -13,7 +13,15 @@ from .errors import (
     WinnowIndexError,
     WriteLogUnavailableError,
 )
-from .index_dir import FORMAT_VERSION, IndexManifest, WinnowIndex, read_manifest, recover_interrupted_save
+from .index_dir import (
+    FORMAT_VERSION,
+    IndexManifest,
+    IndexVerification,
+    WinnowIndex,
+    read_manifest,
+    recover_interrupted_save,
+    verify_index,
+)
 from .vector_index import VectorIndex, set_faiss_threads
 from .write_log import IndexWrite, WriteLog, upsert_write
 
@@ -27,6 +35,7 @@ __all__ = [
     "IndexManifest",
     "IndexNotFoundError",
     "IndexNotTrainedError",
+    "IndexVerification",
     "IndexWrite",
     "StorageFullError",
     "UnsupportedIndexFormatError",
@@ -40,4 +49,5 @@ __all__ = [
     "recover_interrupted_save",
     "set_faiss_threads",
     "upsert_write",
+    "verify_index",
 ]

@@ -1,4 +1,10 @@
-"""An index directory: vectors + documents + manifest, saved atomically and verified on load.
+"""An index directory: vectors + documents + manifest, saved atomically and checked on load.
+
+The manifest records each data file's sha256, size and ``mtime_ns``. Loading compares size and mtime only:
+a different size is refused; a different mtime (a copy without ``cp -p``, a touched file) has that file
+hashed, so the load is slower but changed content is never accepted. Manifests from before sizes and mtimes
+were recorded are checked by hashing every file, as before. :func:`verify_index` (``winnow index --verify``)
+hashes every file on demand. Size and mtime cannot catch a same-size edit whose mtime was set back by hand.
 
 A save copies the index in memory under its lock, then writes, hashes and fsyncs without it, into
 ``.NAME.tmp-*`` beside the target, and swaps it in with two renames (the old index goes to ``.NAME.old-*``
@@ -53,7 +59,7 @@ _OLD_PREFIX = ".{name}.old-"
 
 @dataclass
 class IndexManifest:
-    """``manifest.json``: what built the index, its shape, and a sha256 per data file."""
+    """``manifest.json``: what built the index, its shape, and a sha256, size and mtime per data file."""
 
     format_version: int
     embedder: str
@@ -66,6 +72,8 @@ class IndexManifest:
     extra: dict = field(default_factory=dict)
     documents: int | None = None  # table rows (``count`` counts vectors); None in manifests from before rows
     # without vectors existed, where the two were equal
+    file_stats: dict[str, dict[str, int]] | None = None  # name -> {"size", "mtime_ns"}; None in manifests
+    # from before they were recorded, whose files are all hashed on load
 
     @property
     def document_count(self) -> int:
@@ -81,7 +89,8 @@ class IndexManifest:
         if not isinstance(data, dict):
             raise ValueError("manifest is not a JSON object")
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in data and n != "documents"]
+        optional = {"documents", "file_stats"}
+        missing = [n for n in names if n not in data and n not in optional]
         if missing:
             raise ValueError(f"manifest lacks fields {missing}")
         return cls(**{n: data[n] for n in names if n in data})
@@ -361,7 +370,11 @@ class WinnowIndex:
     def load(
         cls, path: str | Path, *, expected_embedder: str | None = None, verify_checksums: bool = True
     ) -> WinnowIndex:
-        """Load and verify an index directory; the document table is copied into memory.
+        """Load and check an index directory; the document table is copied into memory.
+
+        Each data file's size and mtime are compared with the manifest's: a different size is refused, a
+        different mtime has the file hashed against its sha256 (see the module docstring).
+        ``verify_checksums=False`` skips both (tests use it to reach the readers).
 
         Raises :class:`IndexNotFoundError`, :class:`UnsupportedIndexFormatError`,
         :class:`EmbedderMismatchError` (when ``expected_embedder`` differs from the one that built it) or
@@ -409,12 +422,15 @@ def _check_replaceable(target: Path) -> None:
 def _write_files(
     folder: Path, vectors: VectorSnapshot, table: DocumentTable, manifest: IndexManifest
 ) -> None:
-    """Write data files and manifest (its ``files`` filled with their sha256) into ``folder``, fsynced."""
+    """Write data files and manifest (their sha256, size and mtime) into ``folder``, fsynced."""
     vectors.save(folder / VECTORS_FILE)
     table.backup_to(folder / DOCUMENTS_FILE)
+    manifest.file_stats = {}
     for name in DATA_FILES:
         fsync_file(folder / name)
         manifest.files[name] = sha256_file(folder / name)
+        stat = (folder / name).stat()
+        manifest.file_stats[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     (folder / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     fsync_file(folder / MANIFEST_FILE)
     fsync_dir(folder)
@@ -485,18 +501,89 @@ def recover_interrupted_save(path: str | Path) -> bool:
 
 
 def _check_files(path: Path, manifest: IndexManifest, verify_checksums: bool) -> None:
+    manifest_mtime_ns = (path / MANIFEST_FILE).stat().st_mtime_ns
     for name in DATA_FILES:
-        file = path / name
-        if name not in manifest.files or not file.is_file():
-            raise IndexCorruptedError(
-                f"index {path} is missing {name}; the index is incomplete, re-index the corpus", file=name
+        if name not in manifest.files or not (path / name).is_file():
+            raise IndexCorruptedError(_missing(path, name), file=name)
+        if verify_checksums and (problem := _file_problem(path, name, manifest, manifest_mtime_ns)):
+            raise IndexCorruptedError(problem, file=name)
+
+
+def _missing(path: Path, name: str) -> str:
+    return f"index {path} is missing {name}; the index is incomplete, re-index the corpus"
+
+
+def _file_problem(
+    path: Path, name: str, manifest: IndexManifest, manifest_mtime_ns: int | None
+) -> str | None:
+    """What is wrong with data file ``name``, or None. Hashes it unless its size and mtime match the
+    manifest's and it is older than the manifest; ``manifest_mtime_ns=None`` always hashes."""
+    file = path / name
+    try:
+        stat = file.stat()
+    except FileNotFoundError:
+        return _missing(path, name)
+    recorded = (manifest.file_stats or {}).get(name)
+    advice = "re-index the corpus (or restore the directory from a backup)"
+    if recorded is not None and stat.st_size != recorded["size"]:
+        return (
+            f"{file} has {stat.st_size} bytes, {MANIFEST_FILE} says {recorded['size']}: the file is "
+            f"truncated, corrupted or was modified after saving; {advice}"
+        )
+    if recorded is not None and manifest_mtime_ns is not None:
+        # a file as old as the manifest may have been rewritten within one clock tick of the save: hash it
+        if stat.st_mtime_ns == recorded["mtime_ns"] and stat.st_mtime_ns < manifest_mtime_ns:
+            return None
+        if stat.st_mtime_ns != recorded["mtime_ns"]:
+            logger.warning(
+                "%s changed its modification time since the save (a copy without `cp -p`?); checking its "
+                "sha256, which is slow on a big index. `winnow index --verify` tells whether it is intact",
+                file,
             )
-        if verify_checksums and sha256_file(file) != manifest.files[name]:
-            raise IndexCorruptedError(
-                f"{file} does not match the sha256 in {MANIFEST_FILE}: the file is corrupted or was modified "
-                f"after saving; re-index the corpus (or restore the directory from a backup)",
-                file=name,
+    if sha256_file(file) != manifest.files[name]:
+        return (
+            f"{file} does not match the sha256 in {MANIFEST_FILE}: the file is corrupted or was modified "
+            f"after saving; {advice}"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class IndexVerification:
+    """What :func:`verify_index` found: per file, None when intact, else what is wrong and what to do."""
+
+    path: Path
+    files: dict[str, str | None]
+
+    @property
+    def ok(self) -> bool:
+        return all(problem is None for problem in self.files.values())
+
+    @property
+    def problems(self) -> dict[str, str]:
+        return {name: problem for name, problem in self.files.items() if problem is not None}
+
+
+def verify_index(path: str | Path) -> IndexVerification:
+    """Hash every file of the index directory ``path`` against its manifest (slow: reads every byte).
+
+    Checks files only, without loading them. An unreadable manifest is reported as a problem of
+    ``manifest.json``; a directory without one raises :class:`IndexNotFoundError`.
+    """
+    path = Path(path)
+    try:
+        manifest = read_manifest(path)
+    except IndexCorruptedError as exc:
+        return IndexVerification(path, {MANIFEST_FILE: str(exc)})
+    files: dict[str, str | None] = {}
+    for name in sorted(set(DATA_FILES) | set(manifest.files)):
+        if name not in manifest.files:
+            files[name] = (
+                f"{MANIFEST_FILE} of {path} lists no {name}; the index is incomplete, re-index the corpus"
             )
+        else:
+            files[name] = _file_problem(path, name, manifest, None)
+    return IndexVerification(path, files)
 
 
 def _load_part(path: Path, name: str, loader: Callable[[Path], _T]) -> _T:

@@ -1,4 +1,4 @@
-"""``winnow index``: embed a corpus into an index directory."""
+"""``winnow index``: embed a corpus into an index directory, or ``--verify`` one."""
 
 from __future__ import annotations
 
@@ -14,11 +14,20 @@ logger = logging.getLogger(__name__)
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the command and its options."""
-    p = subparsers.add_parser("index", help="embed a corpus into a FAISS index directory")
-    p.add_argument(
-        "--corpus", required=True, type=Path, help="BEIR folder, .jsonl file, or folder of .txt/.md files"
+    p = subparsers.add_parser(
+        "index", help="embed a corpus into a FAISS index directory (or --verify one's files)"
     )
-    p.add_argument("--out", required=True, type=Path, help="index directory to write (replaced atomically)")
+    p.add_argument(
+        "--corpus", type=Path, help="BEIR folder, .jsonl file, or folder of .txt/.md files (required)"
+    )
+    p.add_argument("--out", type=Path, help="index directory to write, replaced atomically (required)")
+    p.add_argument(
+        "--verify",
+        type=Path,
+        metavar="INDEX_DIR",
+        default=None,
+        help="instead of indexing, hash every file of INDEX_DIR against its manifest; exit 2 if one differs",
+    )
     p.add_argument(
         "--embedder", default=None, help="bi-encoder path or name (default: packaged all-MiniLM-L6-v2)"
     )
@@ -34,9 +43,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=None, help="embedding batch size")
     add_common(p)
+    p.set_defaults(check_args=lambda args: _check_args(p, args))
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--corpus and --out are required unless --verify is given (then they are refused)."""
+    if args.verify is not None:
+        if args.corpus is not None or args.out is not None:
+            parser.error("--verify checks an existing index; do not combine it with --corpus/--out")
+        return
+    missing = [flag for flag, value in (("--corpus", args.corpus), ("--out", args.out)) if value is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (or --verify INDEX_DIR)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verify is not None:
+        return _verify(args)
     from winnow.retrieval.corpus import load_corpus
     from winnow.retrieval.embedder import Embedder
     from winnow.retrieval.indexing import build_index
@@ -75,3 +98,24 @@ def run(args: argparse.Namespace) -> int:
         f"({args.factory}, {embedder.name}) in {summary['seconds']} s",
     )
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from winnow.indexes import verify_index
+
+    started = time.perf_counter()
+    result = verify_index(args.verify)
+    summary = {
+        "index": str(args.verify),
+        "ok": result.ok,
+        "files": {name: "ok" if problem is None else problem for name, problem in result.files.items()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if result.ok:
+        text = f"OK: {len(result.files)} files of {args.verify} match their sha256 in manifest.json"
+    else:
+        text = f"{args.verify} is damaged:\n" + "\n".join(
+            f"  {name}: {problem}" for name, problem in result.problems.items()
+        )
+    emit(summary, args.json, text)
+    return 0 if result.ok else 2

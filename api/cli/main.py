@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from winnow.indexes import WinnowIndexError
 
     args = build_parser().parse_args(argv)
+    if (check_args := getattr(args, "check_args", None)) is not None:
+        check_args(args)  # a command's checks across options, reported as argparse errors
     _setup_logging(args.verbose)
     try:
         return COMMANDS[args.command].run(args)
