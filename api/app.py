@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Search and rerank over HTTP.
 
-* `POST /search`: dense first stage over the served index, reranked by a cross-encoder.
+* `POST /search`: a dense, BM25 or hybrid first stage over the served index, reranked by a cross-encoder.
 * `POST /v2/rerank` (Cohere v2) and `POST /rerank` (Hugging Face TEI): rerank your own documents; existing
   clients work by changing their base URL.
 * `PUT /documents`, `GET`/`DELETE /documents/{id}`: durable writes (acknowledged once in the write-ahead log).

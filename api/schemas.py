@@ -88,6 +88,10 @@ class ErrorResponse(BaseModel):
 
 
 # ---------------------------------------------------------------------- /search
+FirstStageName = Literal["dense", "bm25", "hybrid"]
+"""The first stages ``POST /search`` offers (``retrieval.first_stage.FIRST_STAGES``)."""
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -98,6 +102,7 @@ class SearchRequest(BaseModel):
                     "top_k": 5,
                     "candidates": 50,
                     "rerank": True,
+                    "first_stage": "hybrid",
                     "filters": {"field": "meta.year", "operator": ">=", "value": 2020},
                 }
             ]
@@ -110,6 +115,13 @@ class SearchRequest(BaseModel):
         None, ge=1, description="first-stage candidates to rerank (default: the server's, at least top_k)"
     )
     rerank: bool = Field(True, description="rerank with the cross-encoder (when the server has one)")
+    first_stage: FirstStageName | None = Field(
+        None,
+        description="first-stage retriever: `dense` (the index's bi-encoder), `bm25` (over the index's "
+        "document table) or `hybrid` (reciprocal rank fusion, k=60, of the dense and BM25 top 100, as "
+        "`winnow search --first-stage hybrid` does). Default: `hybrid` when the index holds documents, else "
+        "`dense`; the response says which ran. `filters` apply to all three",
+    )
     filters: dict[str, Any] | None = Field(
         None,
         description="Haystack metadata filter, e.g. {field: 'meta.year', operator: '>=', value: 2020}; at "
@@ -126,6 +138,12 @@ class SearchHit(BaseModel):
     )
     rank: int
     first_stage_rank: int
+    dense_rank: int | None = Field(
+        None, description="its rank in the dense retriever's list (null: not in it, or a bm25 first stage)"
+    )
+    bm25_rank: int | None = Field(
+        None, description="its rank in BM25's list (null: not in it, or a dense first stage)"
+    )
     title: str
     text: str
     meta: dict[str, Any]
@@ -143,6 +161,8 @@ class SearchResponse(BaseModel):
                             "first_stage_score": 0.61,
                             "rank": 1,
                             "first_stage_rank": 3,
+                            "dense_rank": 5,
+                            "bm25_rank": 2,
                             "title": "Northwind 10-K 2021",
                             "text": "Revenue grew 12% on higher volumes ...",
                             "meta": {"year": 2021},
@@ -151,6 +171,7 @@ class SearchResponse(BaseModel):
                     "timings_ms": {"first_stage": 8.1, "rerank": 95.4, "total": 103.8},
                     "reranked": True,
                     "reranker": "winnow-general",
+                    "first_stage": "hybrid",
                 }
             ]
         }
@@ -160,6 +181,7 @@ class SearchResponse(BaseModel):
     timings_ms: dict[str, float]
     reranked: bool
     reranker: str | None
+    first_stage: FirstStageName = Field(description="the first stage that ran (the request's or the default)")
 
 
 # ---------------------------------------------------------------------- /v2/rerank (Cohere)

@@ -8,7 +8,9 @@ and a save killed mid-swap is repaired first. A write that failed is never repla
 an fsync error 503 (writes refused until a restart); a failed save is retried after a doubling back-off.
 
 Consistency: a write is applied under the index's lock (:meth:`indexes.IndexWrite.apply`), so a search sees a
-document either before or after a write, never half-written. Writes are serialised among themselves.
+document either before or after a write, never half-written. Writes are serialised among themselves. The
+BM25 retriever (for ``bm25`` and ``hybrid`` first stages) is marked stale by every committed write and rebuilt
+by the next search that needs it, so a search after an acknowledged write sees it on every first stage.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ from winnow.indexes import (
 )
 from winnow.rerank.micro_batcher import BatchCallback, MicroBatcher
 from winnow.rerank.search import FirstStage, SearchResult, TwoStageSearch
+from winnow.retrieval.bm25 import BM25Retriever
 from winnow.retrieval.corpus import Passage
-from winnow.retrieval.dense import DenseRetriever
 from winnow.retrieval.embedder import Embedder
+from winnow.retrieval.first_stage import FIRST_STAGES, bm25_from_index, make_first_stage
+from winnow.retrieval.hit import Hit
 from winnow.retrieval.indexing import prepare_upsert
 from winnow.retrieval.metadata_filter import matching_document_ids
 from winnow.retrieval.records import record_to_passage
@@ -74,6 +78,10 @@ class SearchService:
         self._snapshot_failures = 0  # consecutive failed saves, for the retry back-off
         self._next_snapshot_try = 0.0
         self._diverged: str | None = None  # set when memory may differ from saved index + log
+        self._bm25_lock = threading.Lock()  # guards the three below
+        self._bm25_stale = True  # a write was committed since the BM25 retriever was built
+        self._bm25: BM25Retriever | None = None
+        self._lexical_searchers: dict[str, TwoStageSearch] = {}  # "bm25" and "hybrid", over ``_bm25``
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -125,13 +133,7 @@ class SearchService:
                 enabled=s.micro_batching,
                 on_batch=self._on_batch,
             ).start()
-        self.searcher = TwoStageSearch(
-            DenseRetriever(self.index, self.embedder),
-            self.batcher,
-            candidates=s.default_candidates,
-            # the batcher scores for the engine; the engine's card holds the weight
-            interpolation_weight=None if self.engine is None else self.engine.interpolation_weight,
-        )
+        self.searcher = self._two_stage(make_first_stage("dense", self.index, self.embedder))
         self._ready.set()
         logger.info(
             "serving %d documents (%d vectors) with %s%s",
@@ -202,7 +204,56 @@ class SearchService:
             and now >= self._next_snapshot_try
         )
 
+    def _two_stage(self, retriever: Any) -> TwoStageSearch:
+        return TwoStageSearch(
+            retriever,
+            self.batcher,
+            candidates=self.settings.default_candidates,
+            # the batcher scores for the engine; the engine's card holds the weight
+            interpolation_weight=None if self.engine is None else self.engine.interpolation_weight,
+        )
+
     # ------------------------------------------------------------------ reads
+    def default_first_stage(self) -> str:
+        """``hybrid`` when the index's document table holds documents (BM25 has something to index), else
+        ``dense``."""
+        assert self.index is not None
+        return "hybrid" if self.index.table.count() else "dense"
+
+    def _searcher(self, kind: str) -> TwoStageSearch:
+        """The two-stage search over the ``kind`` first stage, built as the CLI builds it
+        (:func:`retrieval.first_stage.make_first_stage`: same RRF k and fusion depth)."""
+        assert self.searcher is not None and self.index is not None
+        if kind not in FIRST_STAGES:
+            raise ValueError(f"unknown first stage {kind!r}; choose one of {', '.join(FIRST_STAGES)}")
+        if kind == "dense":
+            return self.searcher
+        with self._bm25_lock:
+            if self._bm25_stale:
+                self._rebuild_bm25()
+            return self._lexical_searchers.get(kind) or self._two_stage(_NoHits(kind))
+
+    def _rebuild_bm25(self) -> None:
+        """Rebuild BM25 from the index's document table (caller holds ``_bm25_lock``).
+
+        O(corpus): every document is read and re-tokenised, by the first bm25/hybrid search after one or more
+        writes (never on every search). Making it incremental is issue 18 item 4's job. The flag is cleared
+        before the table is read, so a write committed during the rebuild marks it stale again and the next
+        search rebuilds.
+        """
+        assert self.index is not None
+        self._bm25_stale = False
+        self._bm25 = None
+        self._lexical_searchers = {}
+        if not self.index.table.count():
+            return
+        bm25 = bm25_from_index(self.index)
+        self._bm25 = bm25
+        self._lexical_searchers = {
+            kind: self._two_stage(make_first_stage(kind, self.index, self.embedder, bm25=bm25))
+            for kind in ("bm25", "hybrid")
+        }
+
     def search(
         self,
         query: str,
@@ -211,11 +262,14 @@ class SearchService:
         candidates: int,
         rerank: bool,
         filters: dict[str, Any] | None = None,
+        first_stage: str | None = None,
     ) -> SearchResult:
         """First stage (restricted by ``filters``), then reranking through the micro-batcher. Blocking: the
         REST route runs :meth:`first_stage` in a thread and awaits the reranker on its event loop instead."""
         assert self.searcher is not None
-        stage = self.first_stage(query, top_k=top_k, candidates=candidates, rerank=rerank, filters=filters)
+        stage = self.first_stage(
+            query, top_k=top_k, candidates=candidates, rerank=rerank, filters=filters, first_stage=first_stage
+        )
         scores = None
         if stage.rerank and stage.hits and self.batcher is not None:
             scores = self.batcher.score(query, stage.texts)
@@ -229,16 +283,19 @@ class SearchService:
         candidates: int,
         rerank: bool,
         filters: dict[str, Any] | None = None,
+        first_stage: str | None = None,
     ) -> FirstStage:
-        """The first stage of :meth:`search` (restricted by ``filters``); rerank ``.texts`` when ``.rerank``,
-        then ``searcher.finish``. Blocking."""
+        """The first stage of :meth:`search` (``dense``, ``bm25`` or ``hybrid``; None:
+        :meth:`default_first_stage`), restricted by ``filters`` on every kind; rerank ``.texts`` when
+        ``.rerank``, then ``searcher.finish``. Blocking."""
         assert self.searcher is not None and self.index is not None
+        searcher = self._searcher(first_stage or self.default_first_stage())
         allow_ids = (
             matching_document_ids(self.index, filters, max_seconds=self.settings.max_filter_seconds)
             if filters
             else None
         )
-        return self.searcher.retrieve(
+        return searcher.retrieve(
             query, top_k=top_k, candidates=candidates, rerank=rerank, allow_ids=allow_ids
         )
 
@@ -310,6 +367,20 @@ class SearchService:
                 finally:
                     self.log.disable(self._diverged)
                 raise
+            finally:
+                self._bm25_stale = True  # the next bm25/hybrid search rebuilds and sees this write
+
+
+class _NoHits:
+    """A first stage with nothing to search (BM25 over an empty document table)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def retrieve_batch(
+        self, queries: Sequence[str], top_k: int = 10, *, allow_ids: Sequence[str] | None = None
+    ) -> list[list[Hit]]:
+        return [[] for _ in queries]
 
 
 def display_name(name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,8 @@ class RankedHit:
     title: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     rerank_score: float | None = None  # the cross-encoder's own score when ``score`` is interpolated
+    dense_rank: int | None = None  # its rank in the dense retriever's list (None: not in it, or no dense)
+    bm25_rank: int | None = None  # its rank in BM25's list (None: not in it, or no BM25)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -41,6 +43,8 @@ class RankedHit:
             "title": self.title,
             "text": self.text,
             "meta": self.meta,
+            "dense_rank": self.dense_rank,
+            "bm25_rank": self.bm25_rank,
         }
         if self.rerank_score is not None:
             out["rerank_score"] = self.rerank_score
@@ -90,6 +94,8 @@ def rank_by_scores(hits: Sequence[Hit], raw_scores: np.ndarray, weight: float | 
             title=hits[i].title,
             meta=dict(hits[i].meta),
             rerank_score=float(raw[i]) if interpolated else None,
+            dense_rank=hits[i].ranks.get("dense"),
+            bm25_rank=hits[i].ranks.get("bm25"),
         )
         for rank, i in enumerate(order, start=1)
     ]
@@ -106,6 +112,8 @@ def first_stage_only(hits: Sequence[Hit]) -> list[RankedHit]:
             text=h.text,
             title=h.title,
             meta=dict(h.meta),
+            dense_rank=h.ranks.get("dense"),
+            bm25_rank=h.ranks.get("bm25"),
         )
         for r, h in enumerate(hits, start=1)
     ]
@@ -194,7 +202,7 @@ class TwoStageSearch:
         else:
             hits = []
         timings = {"first_stage": (time.perf_counter() - t0) * 1000}
-        return FirstStage(query, list(hits), top_k, use_reranker, t0, timings)
+        return FirstStage(query, _with_ranks(hits, self.first_stage), top_k, use_reranker, t0, timings)
 
     def finish(self, stage: FirstStage, raw_scores: np.ndarray | None) -> SearchResult:
         """The result of a :meth:`retrieve`, given the reranker's scores of its ``texts`` (None: the first
@@ -211,3 +219,11 @@ class TwoStageSearch:
             ranked = first_stage_only(stage.hits[: stage.top_k])
         timings["total"] = (time.perf_counter() - stage.started) * 1000
         return SearchResult(query=stage.query, results=ranked, timings_ms=timings, reranked=stage.rerank)
+
+
+def _with_ranks(hits: Sequence[Hit], first_stage: Retriever) -> list[Hit]:
+    """A single retriever's hits, each with its rank under the retriever's name (fused hits have theirs)."""
+    name = getattr(first_stage, "name", None)
+    if not name:
+        return list(hits)
+    return [h if h.ranks else replace(h, ranks={name: r}) for r, h in enumerate(hits, start=1)]

@@ -61,19 +61,31 @@ class BM25Retriever:
     def __len__(self) -> int:
         return len(self.passages)
 
-    def retrieve(self, query: str, top_k: int = 10) -> list[Hit]:
-        """The ``top_k`` best passages (documents, when the corpus is chunked) for one query."""
-        return self.retrieve_batch([query], top_k)[0]
+    def retrieve(self, query: str, top_k: int = 10, *, allow_ids: Sequence[str] | None = None) -> list[Hit]:
+        """The ``top_k`` best passages (documents, when the corpus is chunked) for one query, optionally
+        restricted to the documents in ``allow_ids``."""
+        return self.retrieve_batch([query], top_k, allow_ids=allow_ids)[0]
 
-    def retrieve_batch(self, queries: Sequence[str], top_k: int = 10) -> list[list[Hit]]:
-        """``retrieve`` for many queries at once."""
+    def retrieve_batch(
+        self, queries: Sequence[str], top_k: int = 10, *, allow_ids: Sequence[str] | None = None
+    ) -> list[list[Hit]]:
+        """``retrieve`` for many queries at once. ``allow_ids`` (document ids; a chunk is allowed when its
+        document is) zeroes every other passage's score, so the restriction is exact, not a post-filter."""
         if top_k <= 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
         if not queries:
             return []
+        weight_mask = None
+        if allow_ids is not None:
+            allowed = set(allow_ids)
+            weight_mask = np.fromiter((p.doc_id in allowed for p in self.passages), dtype=np.float32)
+            if not weight_mask.any():
+                return [[] for _ in queries]
         fetch = min(len(self.passages), top_k * 4 if self.collapse_chunks else top_k)
         tokens = self._tokenize(list(queries))
-        indices, scores = self._bm25.retrieve(tokens, k=fetch, show_progress=False, n_threads=0)
+        indices, scores = self._bm25.retrieve(
+            tokens, k=fetch, show_progress=False, n_threads=0, weight_mask=weight_mask
+        )
         results = []
         for row_idx, row_scores in zip(indices, scores, strict=True):
             hits = [

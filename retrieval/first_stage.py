@@ -33,17 +33,24 @@ def bm25_from_index(index: WinnowIndex, **kwargs) -> BM25Retriever:
 
 
 def make_first_stage(
-    kind: str, index: WinnowIndex, embedder: Embedder | None = None, *, rrf_k: int = 60, depth: int = 100
+    kind: str,
+    index: WinnowIndex,
+    embedder: Embedder | None = None,
+    *,
+    rrf_k: int = 60,
+    depth: int = 100,
+    bm25: BM25Retriever | None = None,
 ) -> DenseRetriever | BM25Retriever | HybridRetriever:
-    """``dense``, ``bm25`` or ``hybrid`` (RRF of both) over ``index``."""
+    """``dense``, ``bm25`` or ``hybrid`` (RRF of both) over ``index``. ``bm25``: a BM25 retriever already
+    built over ``index`` (:func:`bm25_from_index`) to use instead of building one (the REST service keeps
+    one between writes)."""
     if kind == "dense":
         return DenseRetriever(index, embedder)
     if kind == "bm25":
-        return bm25_from_index(index)
+        return bm25 if bm25 is not None else bm25_from_index(index)
     if kind == "hybrid":
-        return HybridRetriever(
-            [DenseRetriever(index, embedder), bm25_from_index(index)], k=rrf_k, depth=depth
-        )
+        lexical = bm25 if bm25 is not None else bm25_from_index(index)
+        return HybridRetriever([DenseRetriever(index, embedder), lexical], k=rrf_k, depth=depth)
     raise ValueError(f"unknown first stage {kind!r}; choose one of {', '.join(FIRST_STAGES)}")
 
 

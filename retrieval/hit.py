@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from winnow.retrieval.corpus import Passage
@@ -11,9 +11,14 @@ from winnow.retrieval.corpus import Passage
 
 @dataclass(frozen=True)
 class Hit(Passage):
-    """A retrieved passage with its score (higher is better)."""
+    """A retrieved passage with its score (higher is better).
+
+    ``ranks``: where a fused (hybrid) hit came from, the 1-based rank each retriever gave it, by retriever
+    name (``{"dense": 3, "bm25": 1}``); absent retrievers did not return it. Empty for a single retriever.
+    """
 
     score: float = 0.0
+    ranks: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -22,8 +22,10 @@ FILTER_HINT = (
 
 @router.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
 async def search(body: SearchRequest, service: ServiceDep, request: Request) -> SearchResponse:
-    """Dense first stage over the index (restricted by `filters`), the top `candidates` reranked by the
-    cross-encoder, the best `top_k` returned. `rerank: false` (or no reranker): the first stage's order."""
+    """The `first_stage` (dense, bm25 or hybrid; default hybrid when the index holds documents) over the
+    index, restricted by `filters`, its top `candidates` reranked by the cross-encoder, the best `top_k`
+    returned. `rerank: false` (or no reranker): the first stage's order. Hits give their dense and BM25
+    ranks."""
     settings = service.settings
     for name in ("top_k", "candidates"):
         value = getattr(body, name)
@@ -37,6 +39,7 @@ async def search(body: SearchRequest, service: ServiceDep, request: Request) -> 
             raise ApiError(422, f"filters: {err} {FILTER_HINT}") from None
     query = fit_text(body.query, settings.max_query_chars, "query", truncate=settings.long_text == "truncate")
     candidates = body.candidates or settings.default_candidates  # never fewer than top_k
+    first_stage = body.first_stage or await run_in_threadpool(service.default_first_stage)
     # over the latency budget: 429 before any work; else the rerank work counts as queued from now on
     reserved = reserve_rerank(service, max(candidates, body.top_k)) if body.rerank else 0
     try:  # the first stage in a thread; the reranker is awaited on the event loop, holding no thread
@@ -47,6 +50,7 @@ async def search(body: SearchRequest, service: ServiceDep, request: Request) -> 
             candidates=candidates,
             rerank=body.rerank,
             filters=body.filters or None,
+            first_stage=first_stage,
         )
     except BaseException:
         release_rerank(service, reserved)
@@ -63,4 +67,5 @@ async def search(body: SearchRequest, service: ServiceDep, request: Request) -> 
         timings_ms={k: round(v, 3) for k, v in result.timings_ms.items()},
         reranked=result.reranked,
         reranker=service.reranker_name if result.reranked else None,
+        first_stage=first_stage,
     )

@@ -63,3 +63,36 @@ def test_hybrid_fuses_retrievers_and_respects_top_k():
     assert [h.id for h in out[0]] == ["1", "3"]
     with pytest.raises(ValueError):
         HybridRetriever([_Fixed("a", [])])
+
+
+def test_hybrid_ranking_does_not_depend_on_retriever_order():
+    dense = _Fixed("dense", ["a", "b", "c", "d"])
+    bm25 = _Fixed("bm25", ["c", "e", "a", "f"])
+    forward = HybridRetriever([dense, bm25], depth=10).retrieve("q", top_k=10)
+    backward = HybridRetriever([bm25, dense], depth=10).retrieve("q", top_k=10)
+    assert [(h.id, h.score, h.ranks) for h in forward] == [(h.id, h.score, h.ranks) for h in backward]
+    # a and c tie (1/61 + 1/63), as do b and e, and d and f: dense's ranks decide, as fusing [dense, bm25] did
+    assert [h.id for h in forward] == ["a", "c", "b", "e", "d", "f"]
+    assert forward[0].ranks == {"dense": 1, "bm25": 3}
+    assert forward[3].ranks == {"bm25": 2}
+
+
+def test_rrf_takes_text_from_the_dense_hit_first_and_merges_meta():
+    dense = [Hit(id="x", text="from dense", meta={"best_chunk": "x#0", "year": 1}, score=0.9)]
+    bm25 = [Hit(id="x", text="from bm25", meta={"year": 2}, score=7.0), Hit(id="x", score=1.0)]
+    for order in ((dense, bm25), (bm25, dense)):
+        names = ["dense", "bm25"] if order[0] is dense else ["bm25", "dense"]
+        (hit,) = reciprocal_rank_fusion(list(order), names=names)
+        assert hit.text == "from dense" and hit.meta == {"best_chunk": "x#0", "year": 1}  # dense values win
+        assert hit.score == pytest.approx(2 / 61)  # x counted once per ranking
+    with pytest.raises(ValueError):
+        reciprocal_rank_fusion([dense, bm25], names=["dense"])
+
+
+def test_bm25_allow_ids_restricts_exactly():
+    bm25 = BM25Retriever(PASSAGES)
+    assert [h.id for h in bm25.retrieve("revenue debt gas", top_k=5, allow_ids=["debt", "gas"])] == [
+        h.id for h in bm25.retrieve("revenue debt gas", top_k=5) if h.id in {"debt", "gas"}
+    ]
+    assert bm25.retrieve("revenue", top_k=3, allow_ids=["debt"]) == []
+    assert bm25.retrieve("revenue", top_k=3, allow_ids=[]) == []
