@@ -38,7 +38,6 @@ from winnow.indexes import (
 )
 from winnow.rerank.micro_batcher import BatchCallback, MicroBatcher
 from winnow.rerank.search import FirstStage, SearchResult, TwoStageSearch
-from winnow.retrieval.bm25 import BM25Retriever
 from winnow.retrieval.corpus import Passage
 from winnow.retrieval.embedder import Embedder
 from winnow.retrieval.first_stage import FIRST_STAGES, bm25_from_index, make_first_stage
@@ -80,8 +79,7 @@ class SearchService:
         self._diverged: str | None = None  # set when memory may differ from saved index + log
         self._bm25_lock = threading.Lock()  # guards the three below
         self._bm25_stale = True  # a write was committed since the BM25 retriever was built
-        self._bm25: BM25Retriever | None = None
-        self._lexical_searchers: dict[str, TwoStageSearch] = {}  # "bm25" and "hybrid", over ``_bm25``
+        self._lexical_searchers: dict[str, TwoStageSearch] = {}  # "bm25" and "hybrid", over one BM25
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -243,12 +241,10 @@ class SearchService:
         """
         assert self.index is not None
         self._bm25_stale = False
-        self._bm25 = None
         self._lexical_searchers = {}
         if not self.index.table.count():
             return
         bm25 = bm25_from_index(self.index)
-        self._bm25 = bm25
         self._lexical_searchers = {
             kind: self._two_stage(make_first_stage(kind, self.index, self.embedder, bm25=bm25))
             for kind in ("bm25", "hybrid")

@@ -168,7 +168,7 @@ class TwoStageSearch:
         allow_ids: Sequence[str] | None = None,
     ) -> SearchResult:
         """``allow_ids`` restricts the first stage to those documents (an empty list finds nothing); it
-        needs a first stage that takes ``allow_ids`` (``DenseRetriever``)."""
+        needs a first stage that takes ``allow_ids`` (dense, BM25 and hybrid all do)."""
         stage = self.retrieve(query, top_k=top_k, candidates=candidates, rerank=rerank, allow_ids=allow_ids)
         raw = None
         if stage.rerank and stage.hits:

@@ -100,13 +100,8 @@ class HybridRetriever:
         """Fused hits per query; ``allow_ids`` restricts every retriever to those documents (each retriever
         must then accept ``allow_ids``, as ``DenseRetriever`` and ``BM25Retriever`` do)."""
         depth = max(self.depth, top_k)
-        if allow_ids is None:
-            per_retriever = [r.retrieve_batch(queries, depth) for r in self.retrievers]
-        else:
-            per_retriever = [
-                r.retrieve_batch(queries, depth, allow_ids=allow_ids)  # type: ignore[call-arg]
-                for r in self.retrievers
-            ]
+        restrict = {} if allow_ids is None else {"allow_ids": allow_ids}
+        per_retriever = [r.retrieve_batch(queries, depth, **restrict) for r in self.retrievers]
         names = [str(getattr(r, "name", i)) for i, r in enumerate(self.retrievers)]
         return [
             reciprocal_rank_fusion(

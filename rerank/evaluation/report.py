@@ -107,15 +107,7 @@ def _add_comparison(report, run, lists, per_query, metrics, tolerance, seed, n_r
     fs, rr = metrics["first_stage"], metrics["reranked"]
     report["lift"] = {m: round(rr[m] - fs[m], 6) for m in fs}
     report["relative_lift_pct"] = {m: round(100 * (rr[m] - fs[m]) / fs[m], 2) if fs[m] else None for m in fs}
-    report["significance"] = {
-        m: compare_paired(
-            [per_query["first_stage"][m][q] for q in qids],
-            [per_query["reranked"][m][q] for q in qids],
-            n_resamples=n_resamples,
-            seed=seed,
-        )
-        for m in fs
-    }
+    report["significance"] = _significance(per_query, "reranked", qids, fs, seed, n_resamples)
     before = [per_query["first_stage"][PRIMARY][q] for q in qids]
     after = [per_query["reranked"][PRIMARY][q] for q in qids]
     report["per_query"].update(wins_losses_ties(before, after, tolerance=tolerance))
@@ -132,6 +124,19 @@ def _add_comparison(report, run, lists, per_query, metrics, tolerance, seed, n_r
         )
 
 
+def _significance(per_query, stage: str, qids: list[str], measures, seed: int, n_resamples: int) -> dict:
+    """Each measure's paired tests of ``stage`` against the first stage, over ``qids``."""
+    return {
+        m: compare_paired(
+            [per_query["first_stage"][m][q] for q in qids],
+            [per_query[stage][m][q] for q in qids],
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+        for m in measures
+    }
+
+
 def _add_interpolation(report, run, per_query, metrics, tolerance, seed, n_resamples) -> None:
     """The interpolated reranker next to the pure one: metrics, lift and significance over the first stage,
     per-query outcome, and a loud warning when it, too, loses to the first stage."""
@@ -141,15 +146,9 @@ def _add_interpolation(report, run, per_query, metrics, tolerance, seed, n_resam
     report["interpolation"] = {"weight": weight, "source": run.interpolation_source}
     report["metrics"]["interpolated"] = _rounded(ip)
     report["lift_interpolated"] = {m: round(ip[m] - fs[m], 6) for m in fs}
-    report["significance_interpolated"] = {
-        m: compare_paired(
-            [per_query["first_stage"][m][q] for q in qids],
-            [per_query["interpolated"][m][q] for q in qids],
-            n_resamples=n_resamples,
-            seed=seed,
-        )
-        for m in fs
-    }
+    report["significance_interpolated"] = _significance(
+        per_query, "interpolated", qids, fs, seed, n_resamples
+    )
     before = [per_query["first_stage"][PRIMARY][q] for q in qids]
     after = [per_query["interpolated"][PRIMARY][q] for q in qids]
     report["per_query_interpolated"] = {
