@@ -36,6 +36,7 @@ __all__ = [
     "ALPHA",
     "WeightTuning",
     "choose_windows",
+    "per_query_ndcg",
     "rebuild_training_set",
     "retune",
     "tune_interpolation",
@@ -102,7 +103,7 @@ def tune_weight(
         qrels = {q: {d: int(g) for d, g in run.qrels.get(q, {}).items()} for q in qids}
         for w in weights:
             lists = {q: interpolated_ranking(first[q], run.rerank_scores.get(q, {}), w) for q in qids}
-            per_weight[w].extend(_per_query_ndcg(qrels, lists, qids))
+            per_weight[w].extend(per_query_ndcg(qrels, lists, qids))
     scores = {w: float(np.mean(v)) if v else 0.0 for w, v in per_weight.items()}
     best = max(weights, key=lambda w: (round(scores[w], 12), w))
     logger.info(
@@ -116,9 +117,11 @@ def tune_weight(
     return WeightTuning(weight=best, scores=scores, queries=n_queries, per_query=per_weight[best])
 
 
-def _per_query_ndcg(
+def per_query_ndcg(
     qrels: dict[str, dict[str, int]], lists: Mapping[str, Ranked], qids: list[str]
 ) -> list[float]:
+    """nDCG@10 of each query of ``qids`` (in that order) for the ranked ``lists``; a query without a list or
+    without judged hits scores 0."""
     values = dict.fromkeys(qids, 0.0)
     run = {q: r for q, r in as_run({q: lists[q] for q in qids}).items() if r}
     if run:
