@@ -13,7 +13,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export HAYSTACK_TELEMETRY_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test lint format clean
+.PHONY: setup quickstart test lint format clean gpu-train
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,15 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## gpu-train: the general stage on a CUDA GPU (benchmarks/quality/README.md, "The general stage on a GPU"): mine,
+## train, export fp16 shards, evaluate zero-shot against the shipped model, all under OUT. `make gpu-train OUT=dir
+## [DATA=../shared/datasets] [ARGS="--smoke" | ARGS="--bundle"]`. Uses .venv when there is one, else python3 (a
+## GPU machine's own Python with winnow installed), and installs nothing.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-train:
+	@test -n "$(OUT)" || { echo "usage: make gpu-train OUT=dir [DATA=datasets_dir] [ARGS=...]" >&2; exit 2; }
+	$(GPU_PYTHON) benchmarks/quality/gpu_train.py --out "$(OUT)" $(if $(DATA),--datasets "$(DATA)") $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -61,6 +61,8 @@ class TrainingRecipe:
     :param eval_steps: evaluate (and checkpoint) every N steps; None = four times per run.
     :param bf16: mixed precision; None = on CUDA where supported.
     :param pos_weight: BCE weight of positives (e.g. negatives per positive for imbalanced sets); None = 1.
+    :param dataloader_num_workers: processes that tokenize batches (0 = the training process; a GPU run
+        wants a few, so the GPU does not wait on the tokenizer).
     """
 
     epochs: float = 1.0
@@ -77,6 +79,7 @@ class TrainingRecipe:
     gradient_accumulation_steps: int = 1
     pos_weight: float | None = None
     bf16: bool | None = None
+    dataloader_num_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
@@ -92,6 +95,8 @@ class TrainingRecipe:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
         if self.pos_weight is not None and not self.pos_weight > 0:
             raise ValueError(f"pos_weight must be positive, got {self.pos_weight}")
 
@@ -172,6 +177,7 @@ def finetune(
     tune_max_queries: int | None = None,
     eval_depth: int = 20,
     command: str | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train a cross-encoder on ``training_set`` and save it, with its model cards, to ``out_dir``.
 
@@ -185,6 +191,7 @@ def finetune(
     :param eval_depth: first-stage candidates per held-apart query that the nDCG@10 evaluation reorders
         during training (each evaluation scores them all: keep it small on CPU).
     :param command: the command line that ran this, recorded in the card.
+    :param callbacks: extra ``transformers.TrainerCallback`` objects (e.g. a wall-clock budget).
     :returns: the ``winnow.json`` card that was written.
     """
     base_path = resolve_base(base)
@@ -198,6 +205,8 @@ def finetune(
     model = _build_model(CrossEncoder, CardData, setup, recipe)
     train_dataset, evaluators, samples = _training_data(training_set, recipe, setup, eval_depth)
     trainer = _build_trainer(Trainer, Args, model, train_dataset, recipe, setup, evaluators, checkpoint_dir)
+    for callback in callbacks:
+        trainer.add_callback(callback)
     resume_from = _resume_point(checkpoint_dir) if resume else None
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume_from)
@@ -352,7 +361,7 @@ def _training_args(
         greater_is_better=True if evaluators else None,
         logging_steps=recipe.logging_steps or max(1, min(50, setup.eval_steps)),
         disable_tqdm=not setup.show_progress,
-        dataloader_num_workers=0,
+        dataloader_num_workers=recipe.dataloader_num_workers,
         report_to="none",
     )
 
