@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from fastapi import Request
 
 from winnow.api.errors import ApiError
 from winnow.api.service import SearchService
+from winnow.rerank.reading import Scored
 
 DISCONNECT_POLL_S = 0.2
 """How often a waiting request checks whether its client is still connected."""
@@ -44,11 +46,30 @@ async def rerank_scores(
     """The reranker's logits for ``documents``, awaited on the event loop. 429 when not admitted (raised by
     the batcher), 503 past ``rerank_timeout_s``; the queued work is cancelled on timeout or disconnect.
     ``reserved``: windows :func:`reserve_rerank` admitted for this work (used up here)."""
+    return await _await_batcher(request, service, query, documents, reserved=reserved, readings=False)
+
+
+async def rerank_scored(
+    request: Request, service: SearchService, query: str, documents: Sequence[str], *, reserved: int = 0
+) -> Scored:
+    """:func:`rerank_scores` with how each document was read (``Scored.readings``)."""
+    return await _await_batcher(request, service, query, documents, reserved=reserved, readings=True)
+
+
+async def _await_batcher(
+    request: Request,
+    service: SearchService,
+    query: str,
+    documents: Sequence[str],
+    *,
+    reserved: int,
+    readings: bool,
+) -> Any:
     if service.batcher is None:
         release_rerank(service, reserved)
         raise ApiError(503, "this server has no reranker loaded", error_type="no_reranker")
     timeout = service.settings.rerank_timeout_s
-    task = asyncio.wrap_future(service.batcher.submit(query, documents, reserved=reserved))
+    task = asyncio.wrap_future(service.batcher.submit(query, documents, reserved=reserved, readings=readings))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:

@@ -66,7 +66,12 @@ def create_app(settings: WinnowSettings | None = None, **overrides: Any) -> Fast
     """The service's app. ``settings`` default to :func:`api.settings.load_settings` (env, config file)."""
     settings = settings or load_settings(**overrides)
     metrics = ServiceMetrics()
-    service = SearchService(settings, on_batch=metrics.on_batch)
+    if settings.postgres_uri is not None:  # the documents live in PostgreSQL + pgvector
+        from winnow.api.store_service import StoreSearchService
+
+        service: SearchService = StoreSearchService(settings, on_batch=metrics.on_batch)
+    else:
+        service = SearchService(settings, on_batch=metrics.on_batch)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

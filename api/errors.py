@@ -9,12 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from haystack.document_stores.errors import DocumentStoreError
 from haystack.errors import FilterError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from winnow.indexes import StorageFullError, WriteLogUnavailableError, is_disk_full
 from winnow.rerank.micro_batcher import QueueFullError
 from winnow.retrieval.metadata_filter import FilterMatchError
+from winnow.retrieval.store_uri import redact_dsn
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FilterMatchError)
     async def _filter_match(request: Request, exc: FilterMatchError) -> JSONResponse:
         return error_response(422, f"filters: {exc}", error_type="validation")
+
+    @app.exception_handler(DocumentStoreError)
+    async def _store_down(request: Request, exc: DocumentStoreError) -> JSONResponse:
+        route = getattr(request.scope.get("route"), "path", None) or "unmatched"  # the template: no ids
+        message = redact_dsn(str(exc)).split("\n", 1)[0]
+        logger.error("%s %s: document store error: %s", request.method, route, message)
+        return error_response(503, f"the document store failed: {message}", headers={"Retry-After": "5"})
 
     @app.exception_handler(QueueFullError)
     async def _full(request: Request, exc: QueueFullError) -> JSONResponse:

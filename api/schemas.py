@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from winnow.rerank.reading import Reading
+
 MAX_ID_CHARS = 512
 MAX_META_BYTES = 64 * 1024
 
@@ -87,6 +89,99 @@ class ErrorResponse(BaseModel):
     detail: list[dict[str, Any]] | None = Field(None, description="one entry per invalid field")
 
 
+# ---------------------------------------------------------------------- how a document was read
+class ReadingOut(BaseModel):
+    """How the cross-encoder read one document (``rerank.reading.Reading``). Present on every reranked
+    document: `/v2/rerank` results, `/rerank` items and reranked `/search` hits."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "read": "windows",
+                    "tokens": 120,
+                    "document_tokens": 900,
+                    "windows": 9,
+                    "best_window": 4,
+                    "complete": True,
+                    "query_tokens": 7,
+                    "query_truncated": False,
+                }
+            ]
+        }
+    )
+
+    read: Literal["whole", "truncated", "windows"] = Field(
+        description="`whole`: every token in one pair; `truncated`: only the first `tokens` tokens were read "
+        "(the rest never reached the model); `windows`: split into `windows` overlapping windows scored on "
+        "their own, the document's score being its best window's"
+    )
+    tokens: int = Field(
+        description="document tokens per model input: all (whole), the first N kept (truncated: the room the "
+        "server's max length leaves next to the query), each window's length (windows)"
+    )
+    document_tokens: int = Field(
+        description="the document's length in tokens (a lower bound when `complete` is false because the "
+        "text was cut in characters before tokenising)"
+    )
+    windows: int = Field(description="model inputs the document took (1 unless `read` is `windows`)")
+    best_window: int | None = Field(
+        None, description="0-based index, in document order, of the window that gave the score (windows only)"
+    )
+    complete: bool = Field(
+        description="every part of the text reached the model; false when truncated, when the server's "
+        "max_windows spread windows with gaps, or when the text was cut in characters first (the server's "
+        "character limit with truncation, or the engine's bound of 8 characters per token)"
+    )
+    query_tokens: int = Field(description="query tokens in each pair")
+    query_truncated: bool = Field(description="the query was cut to half of a pair's room to fit")
+
+
+def reading_out(reading: Reading | None, *, cut: bool = False, query_cut: bool = False) -> ReadingOut | None:
+    """A ``rerank.reading.Reading`` as the response shows it (None stays None); ``cut``/``query_cut``: the
+    server cut the document / query in characters before scoring (``WINNOW_LONG_TEXT=truncate``)."""
+    if reading is None:
+        return None
+    out = ReadingOut(**reading.to_dict())
+    if cut:
+        out.complete = False
+    if query_cut:
+        out.query_truncated = True
+    return out
+
+
+class RerankFusion(BaseModel):
+    """Opt-in fusion of the cross-encoder's scores with the order the documents were sent in."""
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, json_schema_extra={"examples": [{"with": "client_order"}]}
+    )
+
+    with_: Literal["client_order"] = Field(
+        "client_order",
+        alias="with",
+        description="what to fuse with: `client_order`, the order of the request's documents (best first: in "
+        "a RAG client, its retrieval order)",
+    )
+    weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="weight of the cross-encoder in `w * minmax(logits) + (1 - w) * minmax(-position)`: 1 is "
+        "the pure reranker, 0 the order sent. Default: the interpolation weight in the served model's card "
+        "(`winnow.json`), else 0.5",
+    )
+
+
+FUSION_DESCRIPTION = (
+    "opt-in (absent: pure cross-encoder scores, as Cohere and TEI define them). Fuses the cross-encoder with "
+    "the order the documents were sent in, which in a RAG client is its retrieval order: the document at "
+    "position i of n gets the first-stage score -i, and per request `score = w * minmax(logits) + "
+    "(1 - w) * minmax(-i)` = `w * minmax(logits) + (1 - w) * (1 - i / (n - 1))`, in [0, 1] (ties keep the "
+    "order sent); the cross-encoder's own score is then in `rerank_score`"
+)
+
+
 # ---------------------------------------------------------------------- /search
 FirstStageName = Literal["dense", "bm25", "hybrid"]
 """The first stages ``POST /search`` offers (``retrieval.first_stage.FIRST_STAGES``)."""
@@ -146,7 +241,10 @@ class SearchHit(BaseModel):
     )
     title: str
     text: str
-    meta: dict[str, Any]
+    meta: dict[str, Any] = Field(description="the document's stored metadata")
+    reading: ReadingOut | None = Field(
+        None, description="how the cross-encoder read it (null when the results were not reranked)"
+    )
 
 
 class SearchResponse(BaseModel):
@@ -212,14 +310,18 @@ class CohereRerankRequest(BaseModel):
 
     model: str | None = Field(None, description="accepted for compatibility; the server's reranker answers")
     query: Query
-    documents: list[Text | CohereDocument] = Field(min_length=1, description="texts to rank")
+    documents: list[Text | CohereDocument] = Field(
+        min_length=1, description="texts to rank; with `fusion`, in the client's order, best first"
+    )
     top_n: int | None = Field(None, ge=1, description="results to return (default: all)")
     max_tokens_per_doc: int | None = Field(
         None,
         ge=1,
-        description="accepted for compatibility and ignored: the server's max length and windows apply",
+        description="accepted for compatibility and ignored: the server's max length and windows apply (each "
+        "result's `reading` says how its document was read)",
     )
     return_documents: bool = Field(False, description="v1: echo each document in its result")
+    fusion: RerankFusion | None = Field(None, description="winnow's extension, " + FUSION_DESCRIPTION)
 
     def texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]
@@ -231,8 +333,16 @@ class CohereRerankDocument(BaseModel):
 
 class CohereRerankResult(BaseModel):
     index: int = Field(description="position of the document in the request")
-    relevance_score: float = Field(description="sigmoid of the reranker's logit, in [0, 1]")
+    relevance_score: float = Field(
+        description="without `fusion`: sigmoid(logit) of the server's cross-encoder for (query, document), "
+        "in [0, 1], from that pair alone (no first-stage score, no dependence on the other documents); with "
+        "`fusion`: the fused score, in [0, 1]. Results are sorted by it, best first, ties in request order"
+    )
     document: CohereRerankDocument | None = None
+    rerank_score: float | None = Field(
+        None, description="with `fusion`: the cross-encoder's own sigmoid(logit); null without"
+    )
+    reading: ReadingOut | None = Field(None, description="how the cross-encoder read the document")
 
 
 class CohereRerankResponse(BaseModel):
@@ -241,7 +351,22 @@ class CohereRerankResponse(BaseModel):
             "examples": [
                 {
                     "id": "5d0ae8a4-3d6a-4d4b-9a0e-2b1f4b7d1c55",
-                    "results": [{"index": 1, "relevance_score": 0.98}],
+                    "results": [
+                        {
+                            "index": 1,
+                            "relevance_score": 0.98,
+                            "reading": {
+                                "read": "whole",
+                                "tokens": 14,
+                                "document_tokens": 14,
+                                "windows": 1,
+                                "best_window": None,
+                                "complete": True,
+                                "query_tokens": 9,
+                                "query_truncated": False,
+                            },
+                        }
+                    ],
                     "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
                 }
             ]
@@ -268,19 +393,31 @@ class TeiRerankRequest(BaseModel):
     )
 
     query: Query
-    texts: list[Text] = Field(min_length=1)
+    texts: list[Text] = Field(
+        min_length=1, description="texts to rank; with `fusion`, in the client's order, best first"
+    )
     raw_scores: bool = Field(False, description="raw logits instead of sigmoid scores")
     return_text: bool = Field(False, description="echo each text in its result")
     truncate: bool | None = Field(
         None, description="cut texts over the server's limit instead of answering 413"
     )
     truncation_direction: Literal["Left", "Right", "left", "right"] = "Right"
+    fusion: RerankFusion | None = Field(None, description="winnow's extension, " + FUSION_DESCRIPTION)
 
 
 class TeiRank(BaseModel):
-    index: int
-    score: float
+    index: int = Field(description="position of the text in the request")
+    score: float = Field(
+        description="without `fusion`: sigmoid(logit) of the server's cross-encoder for (query, text), in "
+        "[0, 1], or the raw logit (any real, higher is more relevant) with `raw_scores: true`; from that "
+        "pair alone, no first-stage score. With `fusion`: the fused score, in [0, 1]. Sorted best first, "
+        "ties in request order"
+    )
     text: str | None = None
+    rerank_score: float | None = Field(
+        None, description="with `fusion`: the cross-encoder's own score (sigmoid, or logit with raw_scores)"
+    )
+    reading: ReadingOut | None = Field(None, description="how the cross-encoder read the text")
 
 
 # ---------------------------------------------------------------------- /documents
@@ -365,3 +502,8 @@ class Readiness(BaseModel):
     vectors: int | None = None
     embedder: str | None = None
     reranker: str | None = None
+    reranker_note: str | None = Field(
+        None,
+        description="set when /search keeps the first stage's order although a reranker is loaded (its model "
+        "card's interpolation weight is 0): why, and what to do",
+    )

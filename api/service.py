@@ -121,16 +121,7 @@ class SearchService:
         self.log = WriteLog(s.write_log)
         self.log.replay(self.index)
         self.engine = _load_reranker(s)
-        if self.engine is not None:
-            self.batcher = MicroBatcher(
-                self.engine,
-                max_wait_ms=s.batch_wait_ms,
-                max_batch_pairs=s.max_batch_pairs,
-                max_queue_pairs=s.max_queue_pairs,
-                latency_budget_ms=s.latency_budget_ms or None,
-                enabled=s.micro_batching,
-                on_batch=self._on_batch,
-            ).start()
+        self.batcher = _start_batcher(s, self.engine, self._on_batch)
         self.searcher = self._two_stage(make_first_stage("dense", self.index, self.embedder))
         self._ready.set()
         logger.info(
@@ -234,10 +225,10 @@ class SearchService:
     def _rebuild_bm25(self) -> None:
         """Rebuild BM25 from the index's document table (caller holds ``_bm25_lock``).
 
-        O(corpus): every document is read and re-tokenised, by the first bm25/hybrid search after one or more
-        writes (never on every search). Making it incremental is issue 18 item 4's job. The flag is cleared
-        before the table is read, so a write committed during the rebuild marks it stale again and the next
-        search rebuilds.
+        Before any write, the BM25 saved with the index is loaded (:mod:`retrieval.bm25_index`); after one
+        or more writes the first bm25/hybrid search rebuilds it, O(corpus) (bm25s has no incremental update),
+        and the next snapshot saves it with the index. The flag is cleared before the table is read, so a
+        write committed during the rebuild marks it stale again and the next search rebuilds.
         """
         assert self.index is not None
         self._bm25_stale = False
@@ -266,10 +257,10 @@ class SearchService:
         stage = self.first_stage(
             query, top_k=top_k, candidates=candidates, rerank=rerank, filters=filters, first_stage=first_stage
         )
-        scores = None
         if stage.rerank and stage.hits and self.batcher is not None:
-            scores = self.batcher.score(query, stage.texts)
-        return self.searcher.finish(stage, scores)
+            scored = self.batcher.score_with_readings(query, stage.texts)
+            return self.searcher.finish(stage, scored.scores, scored.readings)
+        return self.searcher.finish(stage, None)
 
     def first_stage(
         self,
@@ -402,6 +393,23 @@ def display_name(name: str) -> str:
 def _stored(record: DocumentRecord) -> StoredDocument:
     passage = record_to_passage(record)
     return StoredDocument(id=passage.id, text=passage.text, title=passage.title, meta=passage.meta)
+
+
+def _start_batcher(
+    settings: WinnowSettings, engine: Any, on_batch: BatchCallback | None
+) -> MicroBatcher | None:
+    """The started micro-batcher that scores for ``engine`` under the settings' limits, or None."""
+    if engine is None:
+        return None
+    return MicroBatcher(
+        engine,
+        max_wait_ms=settings.batch_wait_ms,
+        max_batch_pairs=settings.max_batch_pairs,
+        max_queue_pairs=settings.max_queue_pairs,
+        latency_budget_ms=settings.latency_budget_ms or None,
+        enabled=settings.micro_batching,
+        on_batch=on_batch,
+    ).start()
 
 
 def _load_reranker(settings: WinnowSettings):

@@ -69,8 +69,13 @@ class WinnowSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WINNOW_", extra="forbid", validate_default=True)
 
     # -- what to serve
-    index: Path = Field(
-        description="index directory (from `winnow index`); created on the first write when missing"
+    index: Path | None = Field(
+        None, description="index directory (from `winnow index`); created on the first write when missing"
+    )
+    store: SecretStr | None = Field(
+        None,
+        description="instead of `index`: an index directory, or postgresql://USER:PASS@HOST/DB[?table=T] "
+        "(pgvector: the database is the source of truth, writes go straight to it); never shown in full",
     )
     embedder: str | None = Field(None, description="bi-encoder; default: the one the index was built with")
     reranker: str | None = Field(
@@ -142,8 +147,11 @@ class WinnowSettings(BaseSettings):
         description="/v2/rerank: answer 422 when top_n exceeds the documents (Cohere, and so its clients, "
         "return all documents instead)",
     )
-    default_candidates: int = Field(
-        100, ge=1, description="first-stage candidates /search reranks by default"
+    default_candidates: int | None = Field(
+        None,
+        ge=1,
+        description="first-stage candidates /search reranks by default (default: the reranker's model card's "
+        "depth, else 100)",
     )
 
     # -- scoring
@@ -209,9 +217,35 @@ class WinnowSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_log(self) -> WinnowSettings:
-        if self.write_log is None:
+        from winnow.retrieval.store_uri import is_postgres_uri
+
+        if self.store is not None and self.index is not None:
+            raise ValueError("set either index (WINNOW_INDEX) or store (WINNOW_STORE), not both")
+        if self.store is not None and not is_postgres_uri(self.store.get_secret_value()):
+            self.index, self.store = Path(self.store.get_secret_value()), None  # a directory: the FAISS path
+        if self.index is None and self.store is None:
+            raise ValueError("index: Field required (set index or store: WINNOW_INDEX or WINNOW_STORE)")
+        if self.write_log is None and self.index is not None:
             self.write_log = self.index.with_name(self.index.name + ".wal")
         return self
+
+    @property
+    def postgres_uri(self) -> str | None:
+        """The PostgreSQL store's URI (with its password: never log it; see ``store_name``), or None when
+        serving an index directory."""
+        return None if self.store is None else self.store.get_secret_value()
+
+    @property
+    def store_uri(self) -> str:
+        """Where the documents live, as ``--store`` takes it: the PostgreSQL URI or the index directory."""
+        return self.postgres_uri or str(self.index)
+
+    @property
+    def store_name(self) -> str:
+        """:attr:`store_uri` with any password redacted: what logs and messages show."""
+        from winnow.retrieval.store_uri import redact_dsn
+
+        return redact_dsn(self.store_uri)
 
     @classmethod
     def settings_customise_sources(

@@ -158,6 +158,13 @@ class DocumentTable:
         """The database file, or ``None`` for an in-memory table."""
         return self._path
 
+    @property
+    def changes(self) -> int:
+        """Rows inserted, updated or deleted through this table object since it was opened: a cheap counter
+        that tells a reader (e.g. a BM25 built over the table) whether it is stale."""
+        with self._lock:
+            return self._conn.total_changes
+
     def __repr__(self) -> str:
         return f"DocumentTable(path={str(self._path) if self._path else ':memory:'!r})"
 

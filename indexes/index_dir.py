@@ -10,6 +10,15 @@ A save copies the index in memory under its lock, then writes, hashes and fsyncs
 ``.NAME.tmp-*`` beside the target, and swaps it in with two renames (the old index goes to ``.NAME.old-*``
 meanwhile). :func:`recover_interrupted_save` puts back an index a crash between the renames left aside and
 removes leftover folders; ``winnow serve`` calls it at start.
+
+Attachments: derived data saved with the index in a subfolder (BM25 in ``bm25/``), written by a writer that
+an upper layer registers with :func:`register_attachment` (this package imports no retriever). An index saves
+the attachments it keeps (:meth:`WinnowIndex.keep_attachment`; a loaded index keeps those its manifest lists):
+a save calls their writers with the table copy it saves, into the same temporary directory, so the swap
+covers them (an attachment without a registered writer is left out, and rebuilt by its owner); their
+files are hashed and listed in the manifest like the data files (``--verify`` checks them), and
+``attachments[NAME]`` records the writer's state and the table it was built from (:func:`attachment_state`).
+An index without an attachment still loads; its owner rebuilds what is missing.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -53,6 +62,8 @@ VECTORS_FILE = "vectors.faiss"
 VECTOR_STATE_FILE = VectorIndex.state_path(VECTORS_FILE).name  # tombstones + search settings
 DOCUMENTS_FILE = "documents.sqlite"
 DATA_FILES = (VECTORS_FILE, VECTOR_STATE_FILE, DOCUMENTS_FILE)
+AttachmentWriter = Callable[["WinnowIndex", DocumentTable, int, Path], "dict | None"]
+_ATTACHMENT_WRITERS: dict[str, AttachmentWriter] = {}
 _TMP_PREFIX = ".{name}.tmp-"
 _OLD_PREFIX = ".{name}.old-"
 
@@ -74,6 +85,7 @@ class IndexManifest:
     # without vectors existed, where the two were equal
     file_stats: dict[str, dict[str, int]] | None = None  # name -> {"size", "mtime_ns"}; None in manifests
     # from before they were recorded, whose files are all hashed on load
+    attachments: dict[str, dict] | None = None  # name -> {"state": writer's state, "table": table stamp}
 
     @property
     def document_count(self) -> int:
@@ -89,7 +101,7 @@ class IndexManifest:
         if not isinstance(data, dict):
             raise ValueError("manifest is not a JSON object")
         names = [f.name for f in dataclasses.fields(cls)]
-        optional = {"documents", "file_stats"}
+        optional = {"documents", "file_stats", "attachments"}
         missing = [n for n in names if n not in data and n not in optional]
         if missing:
             raise ValueError(f"manifest lacks fields {missing}")
@@ -116,6 +128,47 @@ def read_manifest(path: str | Path) -> IndexManifest:
         raise IndexCorruptedError(f"{manifest_path} is unreadable: {exc}", file=MANIFEST_FILE) from exc
 
 
+def register_attachment(name: str, writer: AttachmentWriter) -> None:
+    """Write derived data ``name`` into subfolder ``INDEX/name`` when an index that keeps it is saved.
+
+    ``writer(index, table, generation, folder)`` runs outside the index lock with ``table``, the copy being
+    saved (the index's state at :attr:`WinnowIndex.generation` ``generation``); it writes into ``folder`` and
+    returns a JSON-able state for the manifest, or None to save nothing. Registering a name again replaces
+    its writer.
+    """
+    if not name or "/" in name or name.startswith(".") or name in DATA_FILES or name == MANIFEST_FILE:
+        raise ValueError(f"invalid attachment name {name!r}")
+    _ATTACHMENT_WRITERS[name] = writer
+
+
+def _table_stamp(manifest: IndexManifest) -> dict:
+    """Which saved table an attachment was built from: its row count and the sha256 of its file."""
+    return {"documents": manifest.document_count, "sha256": manifest.files.get(DOCUMENTS_FILE)}
+
+
+def attachment_state(path: str | Path, manifest: IndexManifest, name: str) -> dict | None:
+    """The state its writer recorded for attachment ``name`` of the index at ``path``, or None when there is
+    none, it was built from another table than the manifest's (stale), or one of its files differs from the
+    manifest in size (or, with a changed mtime, in sha256). Cheap unless a file's mtime changed."""
+    entry = (manifest.attachments or {}).get(name)
+    if not entry or entry.get("table") != _table_stamp(manifest):
+        return None
+    names = attachment_files(manifest, name)
+    if not names:
+        return None
+    manifest_mtime_ns = (Path(path) / MANIFEST_FILE).stat().st_mtime_ns
+    for file in names:
+        if problem := _file_problem(Path(path), file, manifest, manifest_mtime_ns):
+            logger.warning("ignoring the saved %s: %s", name, problem)
+            return None
+    return dict(entry.get("state") or {})
+
+
+def attachment_files(manifest: IndexManifest, name: str) -> list[str]:
+    """The manifest's files of attachment ``name`` (paths relative to the index directory)."""
+    return sorted(f for f in manifest.files if f.startswith(f"{name}/"))
+
+
 class WinnowIndex:
     """A vector index and its document table kept consistent: the table's ``key`` is the vector id.
 
@@ -140,6 +193,13 @@ class WinnowIndex:
         self.extra = dict(extra or {})
         self._lock = threading.RLock()
         self._save_lock = threading.Lock()  # one save at a time; readers are not held up
+        self.generation = 0  # counts writes in this process (see mark_changed)
+        self.attachments: set[str] = set()  # names of the attachments its saves write
+        self.derived: dict[str, Any] = {}  # caches of upper layers (e.g. BM25), keyed by their name
+        # the directory last loaded from or saved to, its manifest and the generation saved there (on_disk)
+        self.path: Path | None = None
+        self.manifest: IndexManifest | None = None
+        self.saved_generation: int | None = None
 
     @classmethod
     def create(
@@ -162,6 +222,24 @@ class WinnowIndex:
     def lock(self) -> threading.RLock:
         """The re-entrant lock every method takes; hold it to make several calls one atomic change."""
         return self._lock
+
+    def keep_attachment(self, name: str) -> None:
+        """Save attachment ``name`` with this index from now on (see :func:`register_attachment`)."""
+        with self._lock:
+            self.attachments.add(name)
+
+    def mark_changed(self) -> None:
+        """Count a write (every write method calls it; call it after writing to ``table`` directly), so
+        derived data keyed by :attr:`generation` is known to be stale."""
+        with self._lock:
+            self.generation += 1
+
+    def on_disk(self) -> tuple[Path, IndexManifest] | None:
+        """(directory, manifest) of the saved index this one equals (no write since its load or save)."""
+        with self._lock:
+            if self.path is None or self.manifest is None or self.saved_generation != self.generation:
+                return None
+            return self.path, self.manifest
 
     def __len__(self) -> int:
         """Number of vectors (searchable rows); rows without a vector are counted by ``table.count()``."""
@@ -232,6 +310,7 @@ class WinnowIndex:
             except BaseException:
                 self.table.delete([r.id for r in records])
                 raise
+            self.generation += 1
         return keys
 
     def upsert_records(
@@ -256,6 +335,7 @@ class WinnowIndex:
             self.vectors.remove(keys[~mask])
             if x.shape[0]:
                 self.vectors.upsert(keys[mask], x)
+            self.generation += 1
         return keys
 
     def delete_ids(self, ids: Iterable[str]) -> int:
@@ -263,6 +343,7 @@ class WinnowIndex:
         with self._lock:
             keys = self.table.delete(ids)
             self.vectors.remove(keys)
+            self.generation += 1
         return int(keys.size)
 
     def delete_all(self) -> None:
@@ -270,6 +351,7 @@ class WinnowIndex:
         with self._lock:
             self.table.delete_all()
             self.vectors.reset()
+            self.generation += 1
 
     # ------------------------------------------------------------------ search
     def search(
@@ -316,6 +398,7 @@ class WinnowIndex:
         directory next to ``path``. Then the old directory is renamed aside, the new one renamed into place
         and the old one removed. On any error the previous directory stays as it was; a crash between the
         two renames leaves it as ``.NAME.old-*`` beside, which :func:`recover_interrupted_save` restores.
+        The attachments it keeps are written into the temporary directory too, from the table copy.
         A full disk raises :class:`StorageFullError`.
         """
         target = Path(path).absolute()
@@ -331,6 +414,8 @@ class WinnowIndex:
                     )
                 vectors = self.vectors.snapshot()
                 table = self.table.copy()
+                generation = self.generation
+                writers = self._attachment_writers(generation)
                 manifest = IndexManifest(
                     format_version=FORMAT_VERSION,
                     embedder=self.embedder,
@@ -346,7 +431,7 @@ class WinnowIndex:
             try:
                 tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
                 try:
-                    _write_files(tmp, vectors, table, manifest)
+                    _write_files(tmp, vectors, table, manifest, writers)
                     _swap_into_place(tmp, target)
                 except BaseException:
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -361,10 +446,19 @@ class WinnowIndex:
                 raise
             finally:
                 table.close()
+            with self._lock:
+                self.path, self.manifest, self.saved_generation = target, manifest, generation
         logger.info(
             "Saved index with %d documents (%d vectors) to %s", manifest.documents, manifest.count, target
         )
         return manifest
+
+    def _attachment_writers(self, generation: int) -> dict[str, Callable[[DocumentTable, Path], dict | None]]:
+        return {
+            name: (lambda table, folder, w=_ATTACHMENT_WRITERS[name]: w(self, table, generation, folder))
+            for name in sorted(self.attachments)
+            if name in _ATTACHMENT_WRITERS
+        }
 
     @classmethod
     def load(
@@ -374,7 +468,8 @@ class WinnowIndex:
 
         Each data file's size and mtime are compared with the manifest's: a different size is refused, a
         different mtime has the file hashed against its sha256 (see the module docstring).
-        ``verify_checksums=False`` skips both (tests use it to reach the readers).
+        ``verify_checksums=False`` skips both (tests use it to reach the readers). Attachments are not read
+        here: their owners check them (:func:`attachment_state`) and load them when they need them.
 
         Raises :class:`IndexNotFoundError`, :class:`UnsupportedIndexFormatError`,
         :class:`EmbedderMismatchError` (when ``expected_embedder`` differs from the one that built it) or
@@ -406,7 +501,10 @@ class WinnowIndex:
             path,
             manifest.embedder,
         )
-        return cls(vectors, table, embedder=manifest.embedder, extra=manifest.extra)
+        index = cls(vectors, table, embedder=manifest.embedder, extra=manifest.extra)
+        index.path, index.manifest, index.saved_generation = path.absolute(), manifest, 0
+        index.attachments.update(manifest.attachments or {})
+        return index
 
 
 def _check_replaceable(target: Path) -> None:
@@ -420,17 +518,36 @@ def _check_replaceable(target: Path) -> None:
 
 
 def _write_files(
-    folder: Path, vectors: VectorSnapshot, table: DocumentTable, manifest: IndexManifest
+    folder: Path,
+    vectors: VectorSnapshot,
+    table: DocumentTable,
+    manifest: IndexManifest,
+    attachments: dict[str, Callable[[DocumentTable, Path], dict | None]] | None = None,
 ) -> None:
-    """Write data files and manifest (their sha256, size and mtime) into ``folder``, fsynced."""
+    """Write data files, attachments and manifest (their sha256, size and mtime) into ``folder``, fsynced."""
     vectors.save(folder / VECTORS_FILE)
     table.backup_to(folder / DOCUMENTS_FILE)
+    names = list(DATA_FILES)
+    states: dict[str, dict] = {}
+    for name, write in (attachments or {}).items():
+        sub = folder / name
+        sub.mkdir()
+        state = write(table, sub)
+        if state is None:
+            shutil.rmtree(sub)
+            continue
+        states[name] = state
+        names += sorted(p.relative_to(folder).as_posix() for p in sub.rglob("*") if p.is_file())
+        fsync_dir(sub)
     manifest.file_stats = {}
-    for name in DATA_FILES:
+    for name in names:
         fsync_file(folder / name)
         manifest.files[name] = sha256_file(folder / name)
         stat = (folder / name).stat()
         manifest.file_stats[name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if states:
+        stamp = _table_stamp(manifest)
+        manifest.attachments = {name: {"state": state, "table": stamp} for name, state in states.items()}
     (folder / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     fsync_file(folder / MANIFEST_FILE)
     fsync_dir(folder)

@@ -9,7 +9,11 @@ updates it, and the engine, the ranker, the CLI and the server read their defaul
 - ``data``, ``recipe``, ``training``, ``eval``, ``thresholds``: what was trained on, how, and its figures;
 - ``interpolation``: the weight mixing reranker and first-stage scores (``weight`` in [0, 1]), and where it
   was chosen (``split``) or set (``source``);
-- ``windows``: True (score long documents by their best window) or False (truncate), chosen on a dev split.
+- ``windows``: True (score long documents by their best window) or False (truncate), chosen on a dev split;
+- ``depth``: how many first-stage candidates to rerank by default, and ``defaults``: how a general model's
+  reading, depth and weight were chosen across sets it never trained on (``winnow tune --set``). A weight of
+  0 means reranking with the model does not help: winnow keeps the first stage's order and says so
+  (:func:`first_stage_only_reason`).
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ __all__ = [
     "CARD_FILE",
     "CARD_FORMAT",
     "base_name",
+    "card_depth",
     "card_interpolation_weight",
     "card_windows",
+    "first_stage_only_reason",
     "describe_model",
     "read_card",
     "save_card",
@@ -90,6 +96,31 @@ def card_windows(card: dict[str, Any] | None) -> bool | None:
     """Whether the card chose best-window scoring (True) or truncation (False); None when it chose neither."""
     chosen = (card or {}).get("windows")
     return chosen if isinstance(chosen, bool) else None
+
+
+def card_depth(card: dict[str, Any] | None) -> int | None:
+    """How many first-stage candidates the card says to rerank by default, or None."""
+    depth = (card or {}).get("depth")
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        if depth is not None:
+            logger.warning("ignoring invalid depth %r in a model card", depth)
+        return None
+    return depth
+
+
+def first_stage_only_reason(card: dict[str, Any] | None, model: str) -> str | None:
+    """Why reranking with ``model`` keeps the first stage's order (its card's weight is 0: nothing it was
+    tuned on gained from it), with what to do instead; None when the model reranks."""
+    if card_interpolation_weight(card) != 0.0:
+        return None
+    section = (card or {}).get("interpolation") or {}
+    where = section.get("split") or "its tuning queries"
+    return (
+        f"reranker {model}: its model card sets interpolation weight 0 (on {where} no weight beat the "
+        "first stage without a significant loss somewhere), so results keep the first stage's order. "
+        "Fine-tune a model for your domain (winnow finetune --dataset YOUR_BEIR_DIR --base " + model + ") "
+        "or name another reranker; to rerank with this one anyway, pass an interpolation weight."
+    )
 
 
 def describe_model(name: str | None, location: str) -> dict[str, Any]:
@@ -169,7 +200,19 @@ def _write_readme_summary(out_dir: Path, card: dict[str, Any]) -> None:
             f"- calibrated thresholds (raw logits): accuracy {thresholds['accuracy']}, F1 {thresholds['f1']}"
         )
     interpolation = card.get("interpolation")
-    if interpolation and interpolation.get("split"):
+    defaults = card.get("defaults")
+    if defaults:
+        reading = "windows" if defaults["windows"] else "truncation"
+        lines.append(
+            f"- defaults chosen across sets it never trained on: {reading}, depth {defaults['depth']}, "
+            f"interpolation weight {defaults['weight']} ({defaults['rule']})"
+        )
+        for name, row in defaults["per_set"].items():
+            lines.append(
+                f"  - {name} ({row['queries']} queries): first stage {row['first_stage']}, with the defaults "
+                f"{row['ndcg']} ({row['change']:+.4f}, p = {row['p_value']})"
+            )
+    elif interpolation and interpolation.get("split"):
         lines.append(
             f"- interpolation weight {interpolation['weight']} (nDCG@10 on {interpolation.get('split')}: "
             f"pure reranker {interpolation.get('ndcg_pure_reranker')}, first stage "

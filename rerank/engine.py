@@ -4,7 +4,8 @@ Any ``AutoModelForSequenceClassification`` folder or hub name works, which inclu
 sentence-transformers' ``CrossEncoder.save`` writes. Scores are raw logits unless an activation is chosen.
 Documents longer than the room a pair leaves them are split into overlapping windows, each window is scored
 as its own pair, and a document's score is the maximum over its windows; or they are truncated
-(``windows=False``, or a model card that chose truncation on its dev split).
+(``windows=False``, or a model card that chose truncation on its dev split). ``score_with_readings`` and
+``score_pairs_with_readings`` also say how each document was read (:mod:`rerank.reading`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from winnow.rerank.card import card_interpolation_weight, card_windows, read_card
 from winnow.rerank.models import model_load_error, read_model_json, resolve_model
+from winnow.rerank.reading import Reading, Scored, reading_of
 from winnow.rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
 from winnow.retrieval.device import cpu_has_native_bf16, resolve_device
 
@@ -457,33 +459,24 @@ class CrossEncoderEngine:
     # ------------------------------------------------------------------ scoring
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """One float32 score per document for ``query`` (raw logits unless an activation was chosen)."""
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
-        if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
-            raise TypeError("documents must be a sequence of str (a list), not a single str")
-        for i, doc in enumerate(documents):
-            if not isinstance(doc, str):
-                raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
-        return self._score([query], [0] * len(documents), list(documents))
+        documents = _checked_documents(query, documents)
+        return self._score([query], [0] * len(documents), documents)
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """One float32 score per ``(query, document)`` pair (raw logits unless an activation was chosen)."""
-        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
-            raise TypeError("pairs must be a sequence of (query, document) tuples")
-        query_index: dict[str, int] = {}
-        owners: list[int] = []
-        documents: list[str] = []
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise TypeError(f"pairs[{i}] must be a (query, document) tuple, got {pair!r:.80}")
-            query, doc = pair
-            if not isinstance(query, str) or not isinstance(doc, str):
-                raise TypeError(
-                    f"pairs[{i}] must hold two str, got ({type(query).__name__}, {type(doc).__name__})"
-                )
-            owners.append(query_index.setdefault(query, len(query_index)))
-            documents.append(doc)
-        return self._score(list(query_index), owners, documents)
+        return self._score(*_checked_pairs(pairs))
+
+    def score_with_readings(self, query: str, documents: Sequence[str]) -> Scored:
+        """:meth:`score`, and how each document was read (:class:`rerank.reading.Reading`: whole, truncated
+        at N tokens, or its best of K windows), taken from the token counts scoring computes anyway."""
+        documents = _checked_documents(query, documents)
+        readings: list[Reading] = []
+        return Scored(self._score([query], [0] * len(documents), documents, readings), readings)
+
+    def score_pairs_with_readings(self, pairs: Sequence[tuple[str, str]]) -> Scored:
+        """:meth:`score_pairs`, and how each pair's document was read (see :meth:`score_with_readings`)."""
+        readings: list[Reading] = []
+        return Scored(self._score(*_checked_pairs(pairs), readings), readings)
 
     def estimate_windows(self, query: str, documents: Sequence[str]) -> int:
         """Model rows (windows) scoring ``documents`` against ``query`` takes, estimated from their lengths in
@@ -515,23 +508,51 @@ class CrossEncoderEngine:
             return None
         return self._max_length * self._max_windows * _MAX_CHARS_PER_TOKEN
 
-    def _score(self, queries: list[str], query_of: list[int], documents: list[str]) -> np.ndarray:
+    def _score(
+        self,
+        queries: list[str],
+        query_of: list[int],
+        documents: list[str],
+        readings: list[Reading] | None = None,
+    ) -> np.ndarray:
+        """Scores of the pairs ``(queries[query_of[i]], documents[i])``; with a ``readings`` list, also
+        appends each document's :class:`Reading` to it."""
         if not documents:
             return np.zeros(0, dtype=np.float32)
         self.load()
-        query_ids = [self._truncated_query(ids) for ids in self._tokenize(queries)]
+        full_query_ids = self._tokenize(queries)
+        query_ids = [self._truncated_query(ids) for ids in full_query_ids]
         cap = self._max_document_chars()
+        clipped = [False] * len(documents)
         if cap is not None:
+            clipped = [len(doc) > cap for doc in documents]
             documents = [_clip(doc, cap, tail=self.windows) for doc in documents]
         doc_ids = self._tokenize(documents)
         tokens = sum(len(ids) for ids in doc_ids)
         if tokens:
             ratio = min(max(sum(len(doc) for doc in documents) / tokens, 1.0), float(_MAX_CHARS_PER_TOKEN))
             self._chars_per_token = 0.9 * self._chars_per_token + 0.1 * ratio
-        rows, owner = self._build_rows(query_ids, query_of, doc_ids)
+        spans: list[list[tuple[int, int]]] | None = None if readings is None else []
+        rows, owner = self._build_rows(query_ids, query_of, doc_ids, spans)
         row_scores = self._run_rows(rows)
         scores = np.full(len(documents), -np.inf, dtype=np.float64)
         np.maximum.at(scores, owner, row_scores)
+        if readings is not None and spans is not None:
+            first = 0  # a pair's rows are consecutive, its windows in document order
+            for pair, pair_spans in enumerate(spans):
+                count, q = len(pair_spans), query_of[pair]
+                best = int(np.argmax(row_scores[first : first + count])) if count > 1 else 0
+                first += count
+                readings.append(
+                    reading_of(
+                        pair_spans,
+                        len(doc_ids[pair]),
+                        best_window=best,
+                        clipped=clipped[pair],
+                        query_tokens=len(query_ids[q]),
+                        query_truncated=len(query_ids[q]) < len(full_query_ids[q]),
+                    )
+                )
         return self._activate(scores).astype(np.float32)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -555,9 +576,14 @@ class CrossEncoderEngine:
         return max(1, budget - budget // 4)
 
     def _build_rows(
-        self, query_ids: list[list[int]], query_of: list[int], doc_ids: list[list[int]]
+        self,
+        query_ids: list[list[int]],
+        query_of: list[int],
+        doc_ids: list[list[int]],
+        spans_out: list[list[tuple[int, int]]] | None = None,
     ) -> tuple[list[tuple[list[int], list[int]]], np.ndarray]:
-        """Model inputs ``(input_ids, token_type_ids)`` for every (pair, window), and the pair of each row."""
+        """Model inputs ``(input_ids, token_type_ids)`` for every (pair, window), and the pair of each row;
+        with ``spans_out``, also each pair's document token spans (one per row, in row order)."""
         assert self._template is not None and self._max_length is not None
         template, num_special = self._template, self._template.num_special
         rows: list[tuple[list[int], list[int]]] = []
@@ -576,6 +602,8 @@ class CrossEncoderEngine:
             for start, end in spans:
                 rows.append(template.build(q_ids, ids[start:end]))
                 owner.append(pair)
+            if spans_out is not None:
+                spans_out.append(spans)
         if capped:
             logger.debug(
                 "%d of %d documents needed more than max_windows=%d windows; spread their windows evenly",
@@ -679,6 +707,37 @@ def _check_positive(name: str, value: int | None) -> None:
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be a positive int or None, got {value}")
+
+
+def _checked_documents(query: str, documents: Sequence[str]) -> list[str]:
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a str, got {type(query).__name__}")
+    if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
+        raise TypeError("documents must be a sequence of str (a list), not a single str")
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, str):
+            raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
+    return list(documents)
+
+
+def _checked_pairs(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[int], list[str]]:
+    """``(queries, query_of, documents)`` of ``pairs``, each distinct query once."""
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+        raise TypeError("pairs must be a sequence of (query, document) tuples")
+    query_index: dict[str, int] = {}
+    owners: list[int] = []
+    documents: list[str] = []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"pairs[{i}] must be a (query, document) tuple, got {pair!r:.80}")
+        query, doc = pair
+        if not isinstance(query, str) or not isinstance(doc, str):
+            raise TypeError(
+                f"pairs[{i}] must hold two str, got ({type(query).__name__}, {type(doc).__name__})"
+            )
+        owners.append(query_index.setdefault(query, len(query_index)))
+        documents.append(doc)
+    return list(query_index), owners, documents
 
 
 def _clip(text: str, limit: int, *, tail: bool) -> str:

@@ -21,8 +21,10 @@ __all__ = [
     "FORMULA",
     "check_weight",
     "interpolate",
+    "interpolate_with_order",
     "interpolated_ranking",
     "minmax",
+    "order_scores",
 ]
 
 DEFAULT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
@@ -74,6 +76,24 @@ def interpolate(
     if rr.shape != fs.shape:
         raise ValueError(f"{rr.size} rerank scores but {fs.size} first-stage scores")
     return weight * rr + (1.0 - weight) * fs
+
+
+def order_scores(n: int) -> np.ndarray:
+    """First-stage scores for ``n`` candidates known only by their order (best first): position ``i``
+    (0-based) scores ``-i``. After :func:`minmax` the first scores 1, the last 0, and the others fall
+    linearly in between: ``1 - i / (n - 1)``."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return -np.arange(n, dtype=np.float64)
+
+
+def interpolate_with_order(rerank_scores: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
+    """:func:`interpolate` with the order the candidates came in (best first) as the first stage, for callers
+    that send a ranked list without its scores (a RAG client's retrieval order): candidate ``i`` of ``n``
+    gets ``weight * minmax(rerank)[i] + (1 - weight) * (1 - i / (n - 1))`` (:func:`order_scores`), in [0, 1].
+    ``weight = 1`` is the pure reranker, ``0`` the order sent."""
+    values = np.asarray(rerank_scores, dtype=np.float64).reshape(-1)
+    return interpolate(values, order_scores(values.size), weight)
 
 
 def interpolated_ranking(first_stage: Ranked, rerank_scores: Mapping[str, float], weight: float) -> Ranked:

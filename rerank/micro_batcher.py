@@ -36,6 +36,8 @@ from typing import Protocol
 
 import numpy as np
 
+from winnow.rerank.reading import Scored
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,6 +62,7 @@ class _Request:
     cost: int = 0
     future: Future = field(default_factory=Future)
     released: bool = False
+    readings: bool = False  # resolve to Scored (scores and readings) instead of the scores alone
 
 
 BatchCallback = Callable[[int, int, float], None]
@@ -71,7 +74,8 @@ _STOP = object()
 class MicroBatcher:
     """Collects concurrent ``(query, documents)`` requests and scores them in shared model calls.
 
-    :param scorer: anything with ``score_pairs(pairs) -> np.ndarray`` (e.g. ``CrossEncoderEngine``).
+    :param scorer: anything with ``score_pairs(pairs) -> np.ndarray`` (e.g. ``CrossEncoderEngine``); one
+        that also has ``score_pairs_with_readings`` (the engine) gives ``submit(..., readings=True)`` them.
     :param max_wait_ms: longest a request waits for company before its batch runs.
     :param max_batch_pairs: a batch stops taking requests once it holds this many pairs (a larger request
         runs alone).
@@ -232,15 +236,24 @@ class MicroBatcher:
             )
 
     def submit(
-        self, query: str, documents: Sequence[str], *, cost: int | None = None, reserved: int = 0
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        cost: int | None = None,
+        reserved: int = 0,
+        readings: bool = False,
     ) -> Future:
         """Queue one request; the future resolves to one float32 score per document. ``cost``: its windows
         (default: :meth:`estimate_cost`). ``reserved``: windows a :meth:`reserve` admitted for it, used up
-        here (no second check). Cancelling the future before it runs gives its cost back and skips it."""
-        request = _Request(query, list(documents))
+        here (no second check). ``readings``: resolve to :class:`rerank.reading.Scored` instead, the scores
+        with how each document was read (``readings`` None when the scorer cannot tell). Cancelling the
+        future before it runs gives its cost back and skips it."""
+        request = _Request(query, list(documents), readings=readings)
         if not request.documents:
             self.unreserve(reserved)
-            request.future.set_result(np.zeros(0, dtype=np.float32))
+            empty = np.zeros(0, dtype=np.float32)
+            request.future.set_result(Scored(empty, []) if readings else empty)
             return request.future
         request.cost = self.estimate_cost(query, request.documents) if cost is None else max(1, int(cost))
         with self._lock:
@@ -260,6 +273,10 @@ class MicroBatcher:
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """Blocking :meth:`submit` (the ``Scorer`` protocol of ``winnow.rerank.scorer``)."""
         return self.submit(query, documents).result()
+
+    def score_with_readings(self, query: str, documents: Sequence[str]) -> Scored:
+        """Blocking :meth:`submit` with ``readings=True``: the scores and how each document was read."""
+        return self.submit(query, documents, readings=True).result()
 
     async def score_async(
         self, query: str, documents: Sequence[str], *, timeout: float | None = None
@@ -364,12 +381,22 @@ class MicroBatcher:
 
     def _score_requests(self, requests: list[_Request]) -> None:
         pairs = [(r.query, d) for r in requests for d in r.documents]
+        with_readings = getattr(self.scorer, "score_pairs_with_readings", None)
+        if not any(r.readings for r in requests):
+            with_readings = None  # no caller asked: the plain call
+        readings = None
         start = time.perf_counter()
         self._running_since, self._running_cost = start, sum(r.cost for r in requests)
         try:
-            scores = np.asarray(self.scorer.score_pairs(pairs), dtype=np.float32)
+            if with_readings is not None:
+                raw, readings = with_readings(pairs)
+            else:
+                raw = self.scorer.score_pairs(pairs)
+            scores = np.asarray(raw, dtype=np.float32)
         finally:
             self._running_cost = 0
+        if readings is not None and len(readings) != len(pairs):
+            raise RuntimeError(f"scorer returned {len(readings)} readings for {len(pairs)} pairs")
         if scores.shape != (len(pairs),):
             raise RuntimeError(f"scorer returned {scores.shape} scores for {len(pairs)} pairs")
         self._record(requests, time.perf_counter() - start)  # before callers wake up and read the metrics
@@ -378,7 +405,11 @@ class MicroBatcher:
             end = offset + len(r.documents)
             self._release(r)  # before the caller wakes: its cost is no longer queued when it reads the queue
             if not r.future.done():
-                r.future.set_result(scores[offset:end].copy())
+                own = scores[offset:end].copy()
+                if r.readings:
+                    r.future.set_result(Scored(own, None if readings is None else readings[offset:end]))
+                else:
+                    r.future.set_result(own)
             offset = end
 
 

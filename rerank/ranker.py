@@ -13,7 +13,9 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import ComponentDevice
 
 from winnow.rerank.engine import CrossEncoderEngine, sigmoid
-from winnow.rerank.interpolation import check_weight, interpolate
+from winnow.rerank.interpolation import check_weight, interpolate, order_scores
+from winnow.rerank.reading import Reading
+from winnow.rerank.scorer import scorer_keeps_first_stage
 from winnow.retrieval.legacy_names import register_legacy_name, upgrade_legacy_type
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,10 @@ class WinnowRanker:
     The text scored for a document is ``document_prefix`` + the values of ``meta_fields_to_embed`` present in
     its meta, in order, and its content (``""`` when the content is None), joined by ``embedding_separator``.
     Documents sharing an id are collapsed to the best-scoring one. Input documents are never mutated: the
-    output holds copies (each with its own meta dict) carrying the new ``score``.
+    output holds copies (each with its own meta dict) carrying the new ``score`` and, in
+    ``meta["rerank_reading"]``, how the cross-encoder read the document (:class:`rerank.reading.Reading` as a
+    dict: ``read`` is ``"whole"``, ``"truncated"`` at ``tokens`` tokens, or ``"windows"``, its best of
+    ``windows`` windows being ``best_window``).
 
     ``run`` warms the component up on first use (loading the model), as Haystack 3's own components do; call
     ``warm_up()`` beforehand to pay that cost at start-up. Loading a pipeline that contains this component
@@ -93,6 +98,8 @@ class WinnowRanker:
             tuned for the model (its ``winnow.json`` card, written by ``winnow finetune``), or pure reranking
             when it has none; 1.0 forces pure reranking. Interpolated scores lie in [0, 1] and ``scale_score``
             does not apply to them. Documents without a score get their input order as first-stage score.
+            At weight 0 (a card's way of saying the model does not help) the model is not run: documents keep
+            their incoming order, and a warning says why once.
         :raises ValueError: If ``top_k`` is negative or ``interpolation_weight`` is outside [0, 1].
         """
         _check_top_k(top_k)
@@ -176,8 +183,9 @@ class WinnowRanker:
         :param top_k: The most documents to return; 0 returns none.
         :param scale_score: If True, sigmoid of the raw logits; if False, raw logits.
         :param score_threshold: Drop documents scoring below this value.
-        :returns: A dictionary with key ``documents``: copies of the input documents with their new ``score``,
-            best first, duplicates (same id) collapsed to the best-scoring one.
+        :returns: A dictionary with key ``documents``: copies of the input documents with their new ``score``
+            and ``meta["rerank_reading"]`` (how the document was read), best first, duplicates (same id)
+            collapsed to the best-scoring one.
         :raises TypeError: If ``query`` is not a str or ``documents`` is not a list of Documents.
         :raises ValueError: If ``top_k`` is negative.
         """
@@ -190,19 +198,32 @@ class WinnowRanker:
         if not documents or top_k == 0:
             return {"documents": []}
 
+        weight = self.effective_interpolation_weight
+        if weight == 0.0:  # the interpolated order is the incoming one: the model is not run
+            self._say_first_stage_only()
+            scores = interpolate(np.zeros(len(documents)), _first_stage_scores(documents), 0.0)
+            return {"documents": _select(documents, scores, top_k, score_threshold, None)}
         self.warm_up()
         assert self._engine is not None
         texts = [self._document_text(doc) for doc in documents]
         unique = list(dict.fromkeys(texts))  # identical texts are scored once
-        unique_scores = self._engine.score(self.query_prefix + query, unique)
+        unique_scores, unique_readings = self._engine.score_with_readings(self.query_prefix + query, unique)
         by_text = dict(zip(unique, unique_scores.tolist(), strict=True))
         raw = np.array([by_text[text] for text in texts], dtype=np.float64)
-        weight = self.effective_interpolation_weight
+        read_by_text = dict(zip(unique, unique_readings or [None] * len(unique), strict=True))
+        readings = [read_by_text[text] for text in texts]
         if weight is not None and weight < 1.0:
             scores = interpolate(raw, _first_stage_scores(documents), weight)
         else:
             scores = sigmoid(raw) if scale_score else raw
-        return {"documents": _select(documents, scores, top_k, score_threshold)}
+        return {"documents": _select(documents, scores, top_k, score_threshold, readings)}
+
+    def _say_first_stage_only(self) -> None:
+        """Log once why this ranker keeps the incoming order (weight 0)."""
+        if not getattr(self, "_said_first_stage_only", False):
+            reason = scorer_keeps_first_stage(self._engine, self.interpolation_weight)
+            logger.warning(reason or "interpolation weight 0 keeps the incoming order: the model is not run")
+            self._said_first_stage_only = True
 
     @property
     def effective_interpolation_weight(self) -> float | None:
@@ -257,13 +278,18 @@ def _first_stage_scores(documents: list[Document]) -> np.ndarray:
     if all(isinstance(doc.score, (int, float)) and math.isfinite(doc.score) for doc in documents):
         return np.array([float(doc.score) for doc in documents], dtype=np.float64)
     logger.debug("some documents have no score; interpolating with their input order as first-stage score")
-    return -np.arange(len(documents), dtype=np.float64)
+    return order_scores(len(documents))
 
 
 def _select(
-    documents: list[Document], scores: np.ndarray, top_k: int, score_threshold: float | None
+    documents: list[Document],
+    scores: np.ndarray,
+    top_k: int,
+    score_threshold: float | None,
+    readings: list[Reading | None] | None = None,
 ) -> list[Document]:
-    """Best-scoring copy per id, best first (ties keep input order), thresholded, cut to ``top_k``."""
+    """Best-scoring copy per id, best first (ties keep input order), thresholded, cut to ``top_k``; each
+    with its reading in ``meta["rerank_reading"]`` when ``readings`` has one."""
     best: dict[str, int] = {}
     for i, doc in enumerate(documents):
         j = best.get(doc.id)
@@ -274,8 +300,17 @@ def _select(
         order = [i for i in order if scores[i] >= score_threshold]
     # copies with their own meta dict, so that changing an output's meta leaves the input alone
     return [
-        replace(documents[i], score=float(scores[i]), meta=dict(documents[i].meta)) for i in order[:top_k]
+        replace(documents[i], score=float(scores[i]), meta=_meta(documents[i], readings, i))
+        for i in order[:top_k]
     ]
+
+
+def _meta(document: Document, readings: list[Reading | None] | None, i: int) -> dict[str, Any]:
+    meta = dict(document.meta)
+    reading = None if readings is None else readings[i]
+    if reading is not None:
+        meta["rerank_reading"] = reading.to_dict()
+    return meta
 
 
 def _check_inputs(query: Any, documents: Any) -> None:

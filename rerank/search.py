@@ -11,10 +11,13 @@ from typing import Any
 import numpy as np
 
 from winnow.rerank.interpolation import check_weight, interpolate
-from winnow.rerank.scorer import Scorer, scorer_weight
+from winnow.rerank.reading import Reading, Scored
+from winnow.rerank.scorer import Scorer, scorer_depth, scorer_keeps_first_stage, scorer_weight
 from winnow.retrieval.hit import Hit, Retriever
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_CANDIDATES = 100  # first-stage candidates reranked when neither the caller nor the model card says
 
 
 @dataclass
@@ -32,6 +35,7 @@ class RankedHit:
     rerank_score: float | None = None  # the cross-encoder's own score when ``score`` is interpolated
     dense_rank: int | None = None  # its rank in the dense retriever's list (None: not in it, or no dense)
     bm25_rank: int | None = None  # its rank in BM25's list (None: not in it, or no BM25)
+    reading: Reading | None = None  # how the cross-encoder read it (None: not reranked, or cannot tell)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -48,6 +52,8 @@ class RankedHit:
         }
         if self.rerank_score is not None:
             out["rerank_score"] = self.rerank_score
+        if self.reading is not None:
+            out["reading"] = self.reading.to_dict()
         return out
 
 
@@ -70,13 +76,27 @@ def rerank_hits(
     """
     if not hits:
         return []
-    raw = scorer.score(query, [h.full_text() for h in hits])
-    return rank_by_scores(hits, raw, scorer_weight(scorer, interpolation_weight))
+    scored = score_with_readings(scorer, query, [h.full_text() for h in hits])
+    return rank_by_scores(hits, scored.scores, scorer_weight(scorer, interpolation_weight), scored.readings)
 
 
-def rank_by_scores(hits: Sequence[Hit], raw_scores: np.ndarray, weight: float | None) -> list[RankedHit]:
+def score_with_readings(scorer: Scorer, query: str, documents: Sequence[str]) -> Scored:
+    """``scorer``'s scores, with how it read each document when it can tell (the engine and the
+    micro-batcher can: ``score_with_readings``); else readings None."""
+    method = getattr(scorer, "score_with_readings", None)
+    if method is not None:
+        return method(query, documents)
+    return Scored(scorer.score(query, documents), None)
+
+
+def rank_by_scores(
+    hits: Sequence[Hit],
+    raw_scores: np.ndarray,
+    weight: float | None,
+    readings: Sequence[Reading] | None = None,
+) -> list[RankedHit]:
     """Order ``hits`` by the reranker's ``raw_scores`` (interpolated with the first stage's when ``weight``
-    is below 1); see :func:`rerank_hits`."""
+    is below 1), each with its reading when ``readings`` are given; see :func:`rerank_hits`."""
     if not hits:
         return []
     raw = np.asarray(raw_scores, dtype=np.float64)
@@ -96,6 +116,7 @@ def rank_by_scores(hits: Sequence[Hit], raw_scores: np.ndarray, weight: float | 
             rerank_score=float(raw[i]) if interpolated else None,
             dense_rank=hits[i].ranks.get("dense"),
             bm25_rank=hits[i].ranks.get("bm25"),
+            reading=None if readings is None else readings[i],
         )
         for rank, i in enumerate(order, start=1)
     ]
@@ -140,7 +161,9 @@ class TwoStageSearch:
     """First stage for ``candidates`` hits, then (with a reranker) cross-encoder reranking to ``top_k``.
 
     ``interpolation_weight``: None uses the weight the reranker's model card records (pure reranking when it
-    has none); a number in [0, 1] overrides it (1 = pure reranker).
+    has none); a number in [0, 1] overrides it (1 = pure reranker). At weight 0 the reranker is not run: the
+    result is the first stage's order, and :attr:`first_stage_only` says why (logged once).
+    ``candidates``: None reranks as many as the reranker's model card says (its ``depth``), else 100.
     """
 
     def __init__(
@@ -148,15 +171,19 @@ class TwoStageSearch:
         first_stage: Retriever,
         reranker: Scorer | None = None,
         *,
-        candidates: int = 100,
+        candidates: int | None = None,
         interpolation_weight: float | None = None,
     ) -> None:
+        candidates = scorer_depth(reranker, DEFAULT_CANDIDATES) if candidates is None else candidates
         if candidates <= 0:
             raise ValueError(f"candidates must be positive, got {candidates}")
         self.first_stage = first_stage
         self.reranker = reranker
         self.candidates = candidates
         self.interpolation_weight = check_weight(interpolation_weight)
+        self.first_stage_only = scorer_keeps_first_stage(reranker, self.interpolation_weight)
+        if self.first_stage_only:
+            logger.warning(self.first_stage_only)
 
     def search(
         self,
@@ -170,11 +197,11 @@ class TwoStageSearch:
         """``allow_ids`` restricts the first stage to those documents (an empty list finds nothing); it
         needs a first stage that takes ``allow_ids`` (dense, BM25 and hybrid all do)."""
         stage = self.retrieve(query, top_k=top_k, candidates=candidates, rerank=rerank, allow_ids=allow_ids)
-        raw = None
         if stage.rerank and stage.hits:
             assert self.reranker is not None
-            raw = self.reranker.score(query, stage.texts)
-        return self.finish(stage, raw)
+            scored = score_with_readings(self.reranker, query, stage.texts)
+            return self.finish(stage, scored.scores, scored.readings)
+        return self.finish(stage, None)
 
     def retrieve(
         self,
@@ -192,7 +219,7 @@ class TwoStageSearch:
         if top_k <= 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
         candidates = max(candidates or self.candidates, top_k)
-        use_reranker = rerank and self.reranker is not None
+        use_reranker = rerank and self.reranker is not None and self.first_stage_only is None
         t0 = time.perf_counter()
         depth = candidates if use_reranker else top_k
         if allow_ids is None:
@@ -204,16 +231,22 @@ class TwoStageSearch:
         timings = {"first_stage": (time.perf_counter() - t0) * 1000}
         return FirstStage(query, _with_ranks(hits, self.first_stage), top_k, use_reranker, t0, timings)
 
-    def finish(self, stage: FirstStage, raw_scores: np.ndarray | None) -> SearchResult:
+    def finish(
+        self,
+        stage: FirstStage,
+        raw_scores: np.ndarray | None,
+        readings: Sequence[Reading] | None = None,
+    ) -> SearchResult:
         """The result of a :meth:`retrieve`, given the reranker's scores of its ``texts`` (None: the first
-        stage's order, which a stage with ``rerank`` accepts only without hits)."""
+        stage's order, which a stage with ``rerank`` accepts only without hits) and, optionally, how it read
+        each (:class:`rerank.reading.Reading`, shown on each hit)."""
         timings = dict(stage.timings_ms)
         if stage.rerank:
             if raw_scores is None and stage.hits:
                 raise ValueError("this first stage is to be reranked: pass the scores of its texts")
             weight = scorer_weight(self.reranker, self.interpolation_weight)
             raw = np.zeros(0) if raw_scores is None else raw_scores
-            ranked = rank_by_scores(stage.hits, raw, weight)[: stage.top_k]
+            ranked = rank_by_scores(stage.hits, raw, weight, readings)[: stage.top_k]
             timings["rerank"] = (time.perf_counter() - stage.started) * 1000 - timings["first_stage"]
         else:
             ranked = first_stage_only(stage.hits[: stage.top_k])

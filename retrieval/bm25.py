@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,11 +37,27 @@ class BM25Retriever:
     ) -> None:
         import bm25s
 
+        self._configure(passages, k1, b, stemmer, stopwords, collapse_chunks, show_progress)
+        self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
+        tokens = self._tokenize([p.full_text() for p in self.passages])
+        self._bm25.index(tokens, show_progress=show_progress)
+
+    def _configure(
+        self,
+        passages: Sequence[Passage],
+        k1: float,
+        b: float,
+        stemmer: str | None,
+        stopwords: str | None,
+        collapse_chunks: bool,
+        show_progress: bool,
+    ) -> None:
         if not passages:
             raise ValueError("BM25Retriever needs at least one passage")
         self.passages = list(passages)
         self.collapse_chunks = collapse_chunks and any(p.parent_id for p in self.passages)
         self.show_progress = show_progress
+        self.params: dict[str, Any] = {"k1": k1, "b": b, "stemmer": stemmer, "stopwords": stopwords}
         self._stopwords = stopwords
         self._stemmer = None
         if stemmer:
@@ -47,9 +65,44 @@ class BM25Retriever:
 
             self._stemmer = Stemmer.Stemmer(stemmer)
         self.description = f"bm25s (k1={k1}, b={b}, {stemmer or 'no'} stemming)"
-        self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
-        tokens = self._tokenize([p.full_text() for p in self.passages])
-        self._bm25.index(tokens, show_progress=show_progress)
+
+    def save(self, folder: str | Path) -> dict[str, Any]:
+        """Save the bm25s index into ``folder`` (bm25s' own files; the passages are not saved) and return
+        what :meth:`load` needs besides them: the settings and the passage count."""
+        self._bm25.save(str(folder), show_progress=False)
+        return {**self.params, "passages": len(self.passages)}
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        passages: Sequence[Passage],
+        state: dict[str, Any],
+        *,
+        collapse_chunks: bool = True,
+        show_progress: bool = False,
+    ) -> BM25Retriever:
+        """A retriever over ``passages`` (in the order it was built over) from the bm25s files :meth:`save`
+        wrote in ``folder`` and the ``state`` it returned; nothing is tokenised but queries."""
+        import bm25s
+
+        if state.get("passages") != len(passages):
+            raise ValueError(f"{folder} indexes {state.get('passages')} passages, not {len(passages)}")
+        self = cls.__new__(cls)
+        self._configure(
+            passages,
+            state["k1"],
+            state["b"],
+            state["stemmer"],
+            state["stopwords"],
+            collapse_chunks,
+            show_progress,
+        )
+        self._bm25 = bm25s.BM25.load(str(folder))
+        found = self._bm25.scores.get("num_docs")
+        if found != len(passages):
+            raise ValueError(f"{folder} holds {found} documents, not {len(passages)}")
+        return self
 
     def _tokenize(self, texts: list[str]):
         import bm25s

@@ -1,4 +1,6 @@
-"""Corpus loaders: a BEIR folder, a ``.jsonl`` file or a folder of ``.txt``/``.md`` files."""
+"""Corpus loaders: a BEIR folder, a ``.jsonl`` file or a folder of documents (``.txt``/``.md``, and PDF,
+HTML and DOCX through Haystack's converters, :mod:`retrieval.converters`). In a folder, one file that cannot
+be read never stops the rest: it is skipped, logged with its path and reason, and listed in ``skipped``."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from winnow.retrieval.converters import CONVERTED_SUFFIXES, PAGE_BREAK, convert_file, make_converter
 
 logger = logging.getLogger(__name__)
 
@@ -157,23 +161,88 @@ def load_beir(path: str | Path) -> Dataset:
 
 
 def load_corpus(path: str | Path) -> list[Passage]:
-    """Load documents from a BEIR folder, a ``.jsonl`` file or a folder of ``.txt``/``.md`` files."""
+    """Load documents from a BEIR folder, a ``.jsonl`` file or a folder of ``.txt``/``.md``/``.pdf``/
+    ``.html``/``.htm``/``.docx`` files (:func:`load_document_folder`: unreadable files are logged and skipped;
+    :func:`load_corpus_report` also returns them)."""
+    return load_corpus_report(path).passages
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that could not be read: its path (relative to the corpus folder) and why."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class FolderCorpus:
+    """The documents read from a folder and the files skipped on the way."""
+
+    passages: list[Passage]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def _read_text(file: Path) -> str:
+    return file.read_text(encoding="utf-8", errors="replace")
+
+
+def load_document_folder(path: str | Path) -> FolderCorpus:
+    """Every ``.txt``/``.md``/``.pdf``/``.html``/``.htm``/``.docx`` file under ``path`` (recursively, in path
+    order) as one document: its id the relative path, its title the file name without suffix, its meta
+    ``path`` and ``file_type`` (and ``pages`` for a PDF).
+
+    A file that cannot be read is skipped and listed in ``skipped`` (and logged), never raised.
+
+    :raises MissingConverterError: when the folder holds a kind of file whose converter package is missing
+        (nothing is read then: the message says to ``pip install 'winnow-rerank[convert]'``).
+    :raises CorpusFormatError: when the folder holds no file of those kinds.
+    """
+    root = Path(path)
+    suffixes = (*TEXT_SUFFIXES, *CONVERTED_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise CorpusFormatError(
+            f"{root}: no corpus.jsonl (BEIR layout) and no {'/'.join(suffixes)} files found; pass a BEIR "
+            "folder, a .jsonl file or a folder of documents"
+        )
+    converters = {
+        s: make_converter(s) for s in sorted({f.suffix.lower() for f in files}) if s in CONVERTED_SUFFIXES
+    }
+    result = FolderCorpus(passages=[])
+    for file in files:
+        rel = file.relative_to(root).as_posix()
+        suffix = file.suffix.lower()
+        try:
+            text = _read_text(file) if suffix in TEXT_SUFFIXES else convert_file(converters[suffix], file)
+        except (OSError, ValueError) as err:
+            reason = str(err) or type(err).__name__
+            logger.warning("skipping %s: %s", file, reason)
+            result.skipped.append(SkippedFile(path=rel, reason=reason))
+            continue
+        meta: dict[str, Any] = {"path": rel, "file_type": suffix.lstrip(".")}
+        if suffix == ".pdf":
+            meta["pages"] = text.count(PAGE_BREAK) + 1
+        result.passages.append(Passage(id=rel, text=text, title=file.stem, meta=meta))
+    return result
+
+
+def load_corpus_report(path: str | Path) -> FolderCorpus:
+    """Documents from a BEIR folder, a ``.jsonl`` file or a folder of documents
+    (:func:`load_document_folder`), with the files skipped on the way (always none for BEIR and JSONL)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"corpus not found: {path}")
     if path.is_file():
         if path.suffix != ".jsonl":
             raise CorpusFormatError(f"{path}: a corpus file must be .jsonl (or pass a folder)")
-        return load_jsonl_corpus(path)
+        return FolderCorpus(passages=load_jsonl_corpus(path))
     if is_beir_folder(path):
-        return load_jsonl_corpus(path / "corpus.jsonl")
-    passages = load_text_folder(path)
-    if not passages:
-        raise CorpusFormatError(
-            f"{path}: no corpus.jsonl (BEIR layout) and no .txt/.md files found; pass a BEIR folder, "
-            "a .jsonl file or a folder of text files"
-        )
-    return passages
+        return FolderCorpus(passages=load_jsonl_corpus(path / "corpus.jsonl"))
+    return load_document_folder(path)
 
 
 def sample_dataset_path() -> Path:

@@ -651,6 +651,7 @@ class WinnowDocumentStore:
                 updated.append(dataclasses.replace(record, meta=new_meta, parent_id=parent_id))
             if updated:
                 self._index.table.upsert(updated)  # same ids and keys: the vectors stay valid
+                self._index.mark_changed()  # derived data (BM25) sees the new meta
                 self._commit()
         return len(selected)
 

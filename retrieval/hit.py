@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from winnow.retrieval.corpus import Passage
 
+FIRST_STAGES = ("dense", "bm25", "hybrid")  # the first stages every path offers (CLI, REST, Haystack)
+
 
 @dataclass(frozen=True)
 class Hit(Passage):

@@ -28,8 +28,13 @@ def build_index(
     chunk_overlap: int | None = None,
     block_size: int = 1024,
     show_progress: bool = True,
+    split_by: str = "word",
 ) -> WinnowIndex:
     """Chunk (when ``chunk_words`` is set), embed title + text, and index every passage.
+
+    ``split_by`` (see :func:`retrieval.chunker.chunk_passages`): ``"word"`` windows of ``chunk_words``
+    overlapping by ``chunk_overlap`` (default a fifth), or ``"sentence"``/``"passage"`` chunks of at most
+    ``chunk_words`` words cut at sentence/paragraph boundaries (overlap default 0).
 
     A chunked document is stored whole as a row without a vector (so results can carry the full page to a
     reranker and BM25 can index documents) and as its chunks, each with a vector. Index types that need
@@ -43,9 +48,10 @@ def build_index(
     overlap = None
     parents: list[Passage] = []
     if chunk_words:
-        overlap = chunk_overlap if chunk_overlap is not None else chunk_words // 5
+        default_overlap = chunk_words // 5 if split_by == "word" else 0
+        overlap = chunk_overlap if chunk_overlap is not None else default_overlap
         before = len(passages)
-        passages, parents = _chunk(passages, chunk_words, overlap)
+        passages, parents = _chunk(passages, chunk_words, overlap, split_by)
         chunked = any(p.parent_id for p in passages)
         logger.info(
             "chunked %d documents into %d passages (%d words, overlap %d)",
@@ -62,6 +68,7 @@ def build_index(
             "chunked": chunked,
             "chunk_words": chunk_words if chunked else None,
             "chunk_overlap": overlap if chunked else None,
+            "split_by": split_by if chunked else None,
         },
     )
     if parents:
@@ -89,10 +96,12 @@ def build_index(
     return index
 
 
-def _chunk(documents: Sequence[Passage], size: int, overlap: int) -> tuple[list[Passage], list[Passage]]:
+def _chunk(
+    documents: Sequence[Passage], size: int, overlap: int, split_by: str = "word"
+) -> tuple[list[Passage], list[Passage]]:
     """(the passages to embed: chunks and documents short enough to stay whole, the documents that were
     split: stored whole without a vector)."""
-    pieces = chunk_passages(documents, size=size, overlap=overlap)
+    pieces = chunk_passages(documents, size=size, overlap=overlap, split_by=split_by)
     split = {p.parent_id for p in pieces if p.parent_id}
     return pieces, [d for d in documents if d.id in split]
 
@@ -113,7 +122,12 @@ def prepare_upsert(index: WinnowIndex, passages: Sequence[Passage], embedder: Em
     pieces, parents = list(passages), []
     chunk_words = index.extra.get("chunk_words") if index.extra.get("chunked") else None
     if chunk_words:
-        pieces, parents = _chunk(passages, int(chunk_words), int(index.extra.get("chunk_overlap") or 0))
+        pieces, parents = _chunk(
+            passages,
+            int(chunk_words),
+            int(index.extra.get("chunk_overlap") or 0),
+            str(index.extra.get("split_by") or "word"),
+        )
     vectors = embedder.embed_documents([p.full_text() for p in pieces], show_progress=False)
     records = [passage_to_record(p) for p in parents] + [passage_to_record(p) for p in pieces]
     has_vector = [False] * len(parents) + [True] * len(pieces)

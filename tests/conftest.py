@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = [
+    "tests.ray_cluster",  # the session's local Ray cluster (fixture ray_local)
+    "tests.postgres_server",  # the session's bundled PostgreSQL + pgvector (fixture postgres_server)
+]
+
 # Tests never reach a hub or send telemetry (the machines have no network; CI neither).
 for _var, _value in {
     "HF_HUB_OFFLINE": "1",

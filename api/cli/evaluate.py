@@ -7,6 +7,7 @@ from pathlib import Path
 
 from winnow.api.cli.options import (
     add_common,
+    add_ray_options,
     add_reranker_options,
     depths,
     emit,
@@ -32,6 +33,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--first-stage", choices=("dense", "bm25", "hybrid"), default="dense")
     p.add_argument(
         "--index", type=Path, default=None, help="index directory to search (default: build one in memory)"
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="URI",
+        help="instead of --index: an index directory, or postgresql://USER:PASS@HOST/DB[?table=T] "
+        "(written by `winnow index --store`)",
     )
     p.add_argument("--reranker", default=None, help="cross-encoder path or name; omit for first stage only")
     p.add_argument(
@@ -74,6 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "titles exist on the test split only, such as arguana, with a model trained without them)",
     )
     add_reranker_options(p)
+    add_ray_options(p, "rerank the queries in parallel")
     add_common(p)
 
 
@@ -90,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "eval needs --dataset BEIR_DIR and --out REPORT.json (or --compare A.json B.json ...)"
         )
+    if args.index is not None and args.store is not None:
+        raise ValueError("give either --index DIR or --store URI, not both")
     from winnow.rerank.evaluation.report import evaluate
     from winnow.retrieval.corpus import load_beir
 
@@ -101,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         save_runs=args.save_runs,
         seed=args.seed,
         first_stage=args.first_stage,
-        index=args.index,
+        index=args.store if args.store is not None else args.index,
         embedder=args.embedder,
         reranker=load_reranker(args.reranker, args, show_progress=False),
         depths=args.depth,
@@ -110,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.json,
         interpolation_weight=args.interpolation_weight,
         rerank_titles=args.titles,
+        ray_address=args.ray if args.reranker is not None else None,
+        ray_workers=args.ray_workers,
     )
     emit(report, args.json, Path(report["files"]["markdown"]).read_text(encoding="utf-8").rstrip("\n"))
     return 0

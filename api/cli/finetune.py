@@ -97,6 +97,14 @@ def _add_mining_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="index directory for dense/hybrid mining; once, or once per --dataset in the same order",
     )
+    p.add_argument(
+        "--store",
+        action="append",
+        default=None,
+        metavar="URI",
+        help="instead of --index: an index directory or postgresql://USER:PASS@HOST/DB[?table=T] to mine "
+        "with; once, or once per --dataset in the same order",
+    )
     p.add_argument("--embedder", default=None, help="bi-encoder for dense/hybrid mining")
     p.add_argument(
         "--hard-negatives", type=non_negative_int, default=4, help="mined negatives per query (default 4)"
@@ -145,8 +153,10 @@ def _add_tuning_options(p: argparse.ArgumentParser) -> None:
 
 
 def _finetune_command(args: argparse.Namespace) -> str:
-    """The command line that reproduces this run (recorded in the model card)."""
+    """The command line that reproduces this run (recorded in the model card; store passwords redacted)."""
     import shlex
+
+    from winnow.retrieval.store_uri import redact_dsn
 
     parts = ["winnow", "finetune"]
     for key, value in vars(args).items():
@@ -154,7 +164,7 @@ def _finetune_command(args: argparse.Namespace) -> str:
             continue
         flag = "--" + key.replace("_", "-")
         for item in value if isinstance(value, list) else [value]:
-            parts += [flag] if item is True else [flag, str(item)]
+            parts += [flag] if item is True else [flag, redact_dsn(str(item))]
     return shlex.join(parts)
 
 
@@ -217,7 +227,12 @@ def _load_sources(args: argparse.Namespace) -> list[Any]:
 
     datasets = args.dataset or []
     first_stages = _per_dataset("--first-stage", args.first_stage or ["bm25"], datasets)
-    indexes = _per_dataset("--index", args.index or [None], datasets)
+    if args.index and args.store:
+        raise ValueError("give either --index DIR or --store URI, not both")
+    if args.store:
+        indexes = _per_dataset("--store", args.store, datasets)
+    else:
+        indexes = _per_dataset("--index", args.index or [None], datasets)
     sources = [load_pairs_file(path) for path in args.pairs or []]
     for path, first_stage, index in zip(datasets, first_stages, indexes, strict=True):
         sources.append(

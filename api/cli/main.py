@@ -61,8 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return COMMANDS[args.command].run(args)
-    except (ValueError, OSError, WinnowIndexError) as err:
+    except (ValueError, OSError, WinnowIndexError, *_store_errors()) as err:
         if args.verbose > 1:
             raise
-        print(f"winnow {args.command}: error: {err}", file=sys.stderr)
+        from winnow.retrieval.store_uri import redact_dsn
+
+        print(f"winnow {args.command}: error: {redact_dsn(str(err))}", file=sys.stderr)
         return 2
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    """A document store's errors (an unreachable database...), reported like other user errors; looked up
+    only when an error happens, so commands that never touch Haystack do not import it."""
+    try:
+        from haystack.document_stores.errors import DocumentStoreError
+    except ImportError:  # pragma: no cover - haystack is a core dependency
+        return ()
+    return (DocumentStoreError,)

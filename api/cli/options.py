@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FACTORY_HELP",
     "add_common",
+    "add_ray_options",
     "add_reranker_options",
     "depths",
     "emit",
@@ -68,6 +69,26 @@ def add_reranker_options(parser: argparse.ArgumentParser) -> None:
         choices=("torch", "onnx", "onnx-int8"),
         default="torch",
         help="reranker runtime (default torch; onnx and onnx-int8 run on CPU with ONNX Runtime)",
+    )
+
+
+def add_ray_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--ray [ADDRESS|local]`` and ``--ray-workers N`` (the ``ray`` extra)."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS|local",
+        help=f"{what} on Ray: 'local' (the default when the flag has no value) starts a private "
+        "loopback cluster for this run; ADDRESS (host:6379, ray://host:10001, auto) joins a running "
+        "one. Needs pip install 'winnow-rerank[ray]'",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=positive_int,
+        default=None,
+        help="Ray actors (default: one per GPU of the cluster, else one per CPU)",
     )
 
 

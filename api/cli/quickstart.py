@@ -59,7 +59,7 @@ def run_quickstart(
     index_dir: Path,
     reranker: str | None = None,
     top_k: int = 3,
-    candidates: int = 20,
+    candidates: int | None = None,
     device: str | None = None,
     out: TextIO | None = None,
 ) -> dict[str, Any]:
@@ -67,6 +67,7 @@ def run_quickstart(
     import torch
 
     from winnow.rerank.engine import CrossEncoderEngine
+    from winnow.rerank.scorer import scorer_depth, scorer_keeps_first_stage
     from winnow.retrieval.corpus import load_beir, sample_dataset_path
     from winnow.retrieval.dense import DenseRetriever
     from winnow.retrieval.embedder import Embedder
@@ -92,15 +93,26 @@ def run_quickstart(
     engine = CrossEncoderEngine(reranker_name, device=device, show_progress=False)
     engine.load()
     retriever = DenseRetriever(index, embedder)
+    candidates = scorer_depth(engine, 20) if candidates is None else candidates  # the card's, as search's
+    note = scorer_keeps_first_stage(engine)
+    if note:
+        say(f"note: {note}")
 
     first_run, rerank_run, per_query = _compare_queries(
-        queries, qrels, retriever, engine, top_k=top_k, candidates=candidates, say=say
+        queries,
+        qrels,
+        retriever,
+        engine,
+        top_k=top_k,
+        candidates=candidates,
+        say=say,
+        keep_first_stage=note is not None,
     )
     metrics = _summarise_metrics(qrels, first_run, rerank_run, say=say)
     say(f"reranker used: {reranker_label}")
     return {
         "reranker": reranker_label,
-        "reranker_note": reranker_note,
+        "reranker_note": reranker_note + (f" {note}" if note else ""),
         "embedder": embedder.name,
         "metrics": metrics,
         "queries": per_query,
@@ -132,8 +144,10 @@ def _compare_queries(
     top_k: int,
     candidates: int,
     say: Callable[..., None],
+    keep_first_stage: bool = False,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Search each query, rerank its candidates and show the top ``top_k`` of both side by side.
+    """Search each query, rerank its candidates and show the top ``top_k`` of both side by side
+    (``keep_first_stage``: the reranker's card says it does not help, so its column is the first stage's).
 
     :returns: the first-stage run, the reranked run (query id -> doc id -> score) and the per-query report.
     """
@@ -145,7 +159,7 @@ def _compare_queries(
     for qid, text in queries.items():
         hits = retriever.retrieve(text, top_k=candidates)
         first = first_stage_only(hits)
-        reranked = rerank_hits(text, hits, engine)
+        reranked = first if keep_first_stage else rerank_hits(text, hits, engine)
         first_run[qid] = {r.id: r.score for r in first}
         rerank_run[qid] = {r.id: r.score for r in reranked}
         relevant = qrels.get(qid, {})
@@ -205,7 +219,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top-k", type=positive_int, default=3, help="results shown per query (default 3)")
     p.add_argument(
-        "--candidates", type=positive_int, default=20, help="first-stage candidates reranked (default 20)"
+        "--candidates",
+        type=positive_int,
+        default=None,
+        help="first-stage candidates reranked (default: the reranker's model card's depth, else 20)",
     )
     p.add_argument(
         "--index-dir", type=Path, default=None, help="keep the sample index here (default: temp dir)"

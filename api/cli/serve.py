@@ -24,6 +24,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--index", type=Path, default=None, help="index directory (created on first write if missing)"
     )
     p.add_argument(
+        "--store",
+        default=None,
+        metavar="URI",
+        help="instead of --index: an index directory, or postgresql://USER:PASS@HOST/DB[?table=T] (pgvector; "
+        "prefer WINNOW_STORE, which keeps the password off the command line)",
+    )
+    p.add_argument(
         "--reranker", default=None, help="cross-encoder path or name, or 'none' (default: winnow-general)"
     )
     p.add_argument("--embedder", default=None, help="bi-encoder (default: the index's)")
@@ -55,6 +62,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="reranker runtime (default torch; onnx and onnx-int8 run on CPU with ONNX Runtime)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS|local",
+        help="serve from Ray Serve replicas: 'local' (the default when the flag has no value) starts a "
+        "private loopback cluster; ADDRESS (host:6379, ray://host:10001, auto) joins a running one. Needs "
+        "pip install 'winnow-rerank[ray]'",
+    )
+    p.add_argument(
+        "--replicas", type=positive_int, default=None, help="Serve replicas with --ray (default 1)"
+    )
+    p.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        default=None,
+        help="GPUs each replica reserves with --ray (default: 1 when the cluster has GPUs, else 0)",
+    )
     add_common(p)
 
 
@@ -74,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(
             args.config,
             index=args.index,
+            store=args.store,
             reranker=args.reranker,
             embedder=args.embedder,
             host=args.host,
@@ -89,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
         problems = "; ".join(
             f"{'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
         )
-        hint = " (pass --index DIR or set WINNOW_INDEX)" if "index: Field required" in problems else ""
+        hint = (
+            " (pass --index DIR or --store URI, or set WINNOW_INDEX or WINNOW_STORE)"
+            if "index: Field required" in problems
+            else ""
+        )
         raise ValueError(f"invalid settings: {problems}{hint}") from None
     if not settings.authenticated and not is_loopback(settings.host) and not settings.allow_unauthenticated:
         raise ValueError(
@@ -98,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
             "or pass --allow-unauthenticated (WINNOW_ALLOW_UNAUTHENTICATED=true) if a proxy in front "
             "authenticates"
         )
+    if args.ray is not None:
+        return _serve_on_ray(args, settings)
+    if args.replicas is not None or args.gpus_per_replica is not None:
+        raise ValueError("--replicas and --gpus-per-replica need --ray [ADDRESS|local]")
     app = create_app(settings)
     level = "debug" if args.verbose > 1 else "info"
     uvicorn.run(
@@ -133,3 +168,41 @@ def access_log_config(*, log_document_ids: bool) -> dict[str, Any]:
         }
         config["loggers"]["uvicorn.access"].setdefault("filters", []).append("winnow_drop_document_ids")
     return config
+
+
+def _serve_on_ray(args: argparse.Namespace, settings: Any) -> int:
+    """Deploy the app on Ray Serve and serve until interrupted; the deployment is removed on exit (and Serve
+    stopped with the private cluster of ``--ray local``)."""
+    import signal
+    import sys
+    import time
+
+    from winnow.api.ray_serve import APP_NAME, deploy
+    from winnow.retrieval.ray_cluster import is_local, ray_session
+
+    what = getattr(settings, "store_name", None) or settings.index
+
+    def stop(signum: int, frame: Any) -> None:  # SIGTERM (Kubernetes, systemd) cleans up as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    with ray_session(args.ray):
+        from ray import serve
+
+        try:
+            url = deploy(settings, replicas=args.replicas or 1, gpus_per_replica=args.gpus_per_replica)
+            print(
+                f"winnow serving {what} at {url} from {args.replicas or 1} Serve replica(s); Ctrl-C stops",
+                file=sys.stderr,
+                flush=True,
+            )
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            try:
+                serve.delete(APP_NAME)
+            finally:
+                if is_local(args.ray):
+                    serve.shutdown()

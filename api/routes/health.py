@@ -32,6 +32,7 @@ async def ready(request: Request):
         vectors=vectors,
         embedder=service.embedder_name,
         reranker=service.reranker_name,
+        reranker_note=None if service.searcher is None else service.searcher.first_stage_only,
     )
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Request
 from haystack.errors import FilterError
 from starlette.concurrency import run_in_threadpool
 
-from winnow.api.admission import release_rerank, rerank_scores, reserve_rerank
+from winnow.api.admission import release_rerank, rerank_scored, reserve_rerank
 from winnow.api.dependencies import ERROR_RESPONSES, ServiceDep, check_filter_cost, fit_text
 from winnow.api.errors import ApiError
 from winnow.api.schemas import SearchHit, SearchRequest, SearchResponse
@@ -25,7 +27,8 @@ async def search(body: SearchRequest, service: ServiceDep, request: Request) -> 
     """The `first_stage` (dense, bm25 or hybrid; default hybrid when the index holds documents) over the
     index, restricted by `filters`, its top `candidates` reranked by the cross-encoder, the best `top_k`
     returned. `rerank: false` (or no reranker): the first stage's order. Hits give their dense and BM25
-    ranks."""
+    ranks and, when reranked, how the cross-encoder read them (`reading`: whole, truncated at N tokens, or
+    its best of K windows)."""
     settings = service.settings
     for name in ("top_k", "candidates"):
         value = getattr(body, name)
@@ -38,10 +41,13 @@ async def search(body: SearchRequest, service: ServiceDep, request: Request) -> 
         except (ValueError, FilterError) as err:
             raise ApiError(422, f"filters: {err} {FILTER_HINT}") from None
     query = fit_text(body.query, settings.max_query_chars, "query", truncate=settings.long_text == "truncate")
-    candidates = body.candidates or settings.default_candidates  # never fewer than top_k
+    assert service.searcher is not None
+    # the server's setting, else the reranker card's depth, else 100; never fewer than top_k
+    candidates = body.candidates or service.searcher.candidates
     first_stage = body.first_stage or await run_in_threadpool(service.default_first_stage)
     # over the latency budget: 429 before any work; else the rerank work counts as queued from now on
-    reserved = reserve_rerank(service, max(candidates, body.top_k)) if body.rerank else 0
+    reranks = body.rerank and service.searcher.first_stage_only is None  # weight 0: the first stage's order
+    reserved = reserve_rerank(service, max(candidates, body.top_k)) if reranks else 0
     try:  # the first stage in a thread; the reranker is awaited on the event loop, holding no thread
         stage = await run_in_threadpool(
             service.first_stage,
@@ -55,13 +61,14 @@ async def search(body: SearchRequest, service: ServiceDep, request: Request) -> 
     except BaseException:
         release_rerank(service, reserved)
         raise
-    scores = None
+    scores, readings = None, None
     if stage.rerank and stage.hits:
-        scores = await rerank_scores(request, service, query, stage.texts, reserved=reserved)
+        scores, readings = await rerank_scored(request, service, query, stage.texts, reserved=reserved)
+        if readings is not None and len(query) < len(body.query):  # cut here to the query character limit
+            readings = [replace(r, query_truncated=True) for r in readings]
     else:
         release_rerank(service, reserved)
-    assert service.searcher is not None
-    result = service.searcher.finish(stage, scores)
+    result = service.searcher.finish(stage, scores, readings)
     return SearchResponse(
         results=[SearchHit(**hit.to_dict()) for hit in result.results],
         timings_ms={k: round(v, 3) for k, v in result.timings_ms.items()},

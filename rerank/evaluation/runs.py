@@ -210,6 +210,8 @@ def run_evaluation(
     show_progress: bool | None = None,
     interpolation_weight: float | None = None,
     rerank_titles: bool = True,
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> EvalRun:
     """Retrieve once at ``max(depths)`` for every judged query of ``split``, rerank those candidates once.
 
@@ -223,6 +225,8 @@ def run_evaluation(
     :param show_progress: progress bars; None shows them when this module logs at INFO or lower.
     :param rerank_titles: the reranker reads ``title. text`` (True) or the text alone, e.g. where only the
         test split's documents have titles, as in arguana, and the model was trained without them.
+    :param ray_address: rerank the queries in parallel on Ray actors (``"local"`` or a cluster address;
+        see :mod:`rerank.evaluation.ray_rerank`); ``ray_workers`` sizes the pool (default: per GPU, else CPU).
     """
     depth_list = parse_depths(depths)
     max_depth = depth_list[-1]
@@ -265,9 +269,18 @@ def run_evaluation(
         self_hits_removed=removed,
     )
     if scorer is not None:
-        run.rerank_scores, run.rerank_ms, run.pairs = rerank_pass(
-            scorer, queries, hits, show_progress, titles=rerank_titles
-        )
+        if ray_address is not None:
+            from winnow.rerank.evaluation.ray_rerank import rerank_pass_ray
+            from winnow.retrieval.ray_cluster import ray_session
+
+            with ray_session(ray_address):
+                run.rerank_scores, run.rerank_ms, run.pairs = rerank_pass_ray(
+                    scorer, queries, hits, show_progress, titles=rerank_titles, workers=ray_workers
+                )
+        else:
+            run.rerank_scores, run.rerank_ms, run.pairs = rerank_pass(
+                scorer, queries, hits, show_progress, titles=rerank_titles
+            )
         run.reranker_info = {**rr_info, "titles": rerank_titles}
         run.interpolation_weight = scorer_weight(scorer, interpolation_weight)
         if run.interpolation_weight is not None:

@@ -196,7 +196,9 @@ def tune_defaults(
     card = read_card(model)
     if card is None:
         raise ValueError(f"{model} has no {CARD_FILE} model card")
-    trained_on = {source.get("name") for source in card.get("data", {}).get("sources", [])}
+    trained_on = {
+        source.get("dataset") or source.get("name") for source in card.get("data", {}).get("sources", [])
+    }
     for tuning_set in sets:
         if tuning_set.dataset.name in trained_on:
             raise ValueError(f"{model} was trained on {tuning_set.dataset.name}: tune it with `winnow tune`")

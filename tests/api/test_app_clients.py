@@ -74,3 +74,29 @@ def test_plain_http_search_with_key(live_server):
     assert r.status_code == 200 and len(r.json()["results"]) == 2
     assert httpx.get(f"{live_server.url}/health").status_code == 200
     assert httpx.get(f"{live_server.url}/ready").status_code == 401
+
+
+def test_cohere_client_parses_pure_and_fused_responses_with_readings(live_server, expected_order):
+    """Fusion with the order sent is opt-in (a body field the client passes through), and changes the order
+    where it must: documents sent in the reverse of the reranker's order, fused with weight 0.2."""
+    cohere = pytest.importorskip("cohere")
+    client = cohere.ClientV2(api_key="test-key-0123456789", base_url=live_server.url)
+    sent = [DOCS[i] for i in reversed(expected_order)]  # the reranker's best is sent last
+    pure = client.rerank(model="rerank-v3.5", query=QUERY, documents=sent)
+    assert [r.index for r in pure.results] == [3, 2, 1, 0]
+    assert all(r.reading["read"] == "whole" and r.reading["complete"] for r in pure.results)
+    assert all(getattr(r, "rerank_score", None) is None for r in pure.results)
+
+    fused = client.rerank(
+        model="rerank-v3.5",
+        query=QUERY,
+        documents=sent,
+        request_options={"additional_body_parameters": {"fusion": {"with": "client_order", "weight": 0.2}}},
+    )
+    assert fused.results[0].index == 0 != pure.results[0].index
+    scores = [r.relevance_score for r in fused.results]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    pure_score = {r.index: r.relevance_score for r in pure.results}
+    assert all(r.rerank_score == pytest.approx(pure_score[r.index]) for r in fused.results)
+    assert fused.meta.fusion == {"with": "client_order", "weight": 0.2, "source": "request"}
+    assert all(r.reading["read"] == "whole" for r in fused.results)

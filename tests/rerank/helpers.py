@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
+from winnow.rerank.card import CARD_FILE
 from winnow.rerank.evaluation.runs import EvalRun
 
 
@@ -17,3 +22,10 @@ def constructed_run() -> EvalRun:
         first_stage={"q1": [("a", 1.0), ("b", 0.8), ("c", 0.0)], "q2": [("d", 1.0), ("e", 0.9), ("f", 0.0)]},
         rerank_scores={"q1": {"a": 0.9, "b": 1.0, "c": 0.0}, "q2": {"d": 0.5, "e": 1.0, "f": 0.0}},
     )
+
+
+def model_with_card(model: str, folder: Path, card: dict) -> str:
+    """A copy of the model folder ``model`` at ``folder`` whose ``winnow.json`` card is ``card``."""
+    shutil.copytree(model, folder)
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    return str(folder)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from winnow.rerank.card import (
     CARD_FILE,
+    card_depth,
     card_interpolation_weight,
     card_windows,
     describe_model,
+    first_stage_only_reason,
     read_card,
     save_card,
     weights_sha256,
@@ -37,6 +39,18 @@ def test_settings_read_from_the_card():
     assert card_interpolation_weight(None) is None
     assert card_windows({"windows": False}) is False and card_windows({}) is None
     assert card_windows({"windows": "no"}) is None
+    assert card_depth({"depth": 20}) == 20
+    assert card_depth({"depth": 0}) is None and card_depth({"depth": True}) is None
+    assert card_depth({"depth": "20"}) is None and card_depth(None) is None
+
+
+def test_a_card_with_weight_zero_keeps_the_first_stage_and_says_what_to_do():
+    card = {"interpolation": {"weight": 0.0, "split": "scifact/train, tatqa/dev"}}
+    reason = first_stage_only_reason(card, "winnow-general")
+    assert reason is not None
+    assert "scifact/train, tatqa/dev" in reason and "winnow finetune" in reason and "winnow-general" in reason
+    assert first_stage_only_reason({"interpolation": {"weight": 0.2}}, "m") is None
+    assert first_stage_only_reason(None, "m") is None  # no card: a pure reranker, not switched off
 
 
 def test_describe_model_names_and_hashes_a_folder_without_its_path(tiny_cross_encoder_path):

@@ -379,3 +379,85 @@ def test_device_dtype_and_argument_validation(model_path: str):
             CrossEncoderEngine(model_path, **bad)
     with pytest.raises(ValueError):
         CrossEncoderEngine("")
+
+
+# ---------------------------------------------------------------- readings: how each document was read
+
+
+def test_readings_report_whole_and_best_of_k_windows(
+    model_path: str, token_ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
+):
+    max_length, num_special = 40, 3
+    eng = CrossEncoderEngine(
+        model_path, device="cpu", max_length=max_length, windows=True, window_stride=20
+    ).load()
+    monkeypatch.setattr(eng, "_forward", _counting_stub(token_ids["banana"], []))
+    words = ["the"] * 200
+    for k in (98, 100, 102):  # three bananas in the middle: one window holds all three
+        words[k] = "banana"
+    words[5] = "banana"
+    budget = max_length - num_special - 1  # the query "apple" is one token
+    spans = window_spans(len(words), budget, 20)
+    counts = [sum(w == "banana" for w in words[s:e]) for s, e in spans]
+    expected_best = counts.index(max(counts))
+    assert 0 < expected_best < len(spans) - 1
+
+    scored = eng.score_with_readings("apple", [" ".join(words), "cherry"])
+    assert scored.scores.tolist() == eng.score("apple", [" ".join(words), "cherry"]).tolist() == [3.0, 0.0]
+    long, short = scored.readings
+    assert long.read == "windows" and long.windows == len(spans) > 1
+    assert long.best_window == expected_best and long.tokens == budget
+    assert long.document_tokens == 200 and long.complete and long.query_tokens == 1
+    assert not long.query_truncated
+    assert short.to_dict() == {
+        "read": "whole",
+        "tokens": 1,
+        "document_tokens": 1,
+        "windows": 1,
+        "best_window": None,
+        "complete": True,
+        "query_tokens": 1,
+        "query_truncated": False,
+    }
+
+
+def test_readings_report_truncation_at_the_engines_budget(
+    model_path: str, token_ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
+):
+    max_length, num_special = 60, 3
+    eng = CrossEncoderEngine(model_path, device="cpu", max_length=max_length, windows=False).load()
+    monkeypatch.setattr(eng, "_forward", _counting_stub(token_ids["banana"], []))
+    scored = eng.score_with_readings("apple", ["the " * 100, "the " * 10, "the " * 1000])
+    long, short, huge = scored.readings
+    assert long.read == "truncated" and long.tokens == max_length - num_special - 1 == 56
+    assert long.document_tokens == 100 and long.windows == 1 and long.best_window is None
+    assert not long.complete
+    assert short.read == "whole" and short.tokens == 10 and short.complete
+    # cut to max_length * 8 characters before tokenising: its length is known only as a lower bound
+    assert huge.read == "truncated" and huge.tokens == 56 and 56 < huge.document_tokens < 1000
+
+
+def test_readings_report_query_truncation_and_windows_with_gaps(
+    model_path: str, token_ids: dict[str, int], monkeypatch: pytest.MonkeyPatch
+):
+    eng = CrossEncoderEngine(model_path, device="cpu", max_length=23, windows=True).load()
+    monkeypatch.setattr(eng, "_forward", _counting_stub(token_ids["banana"], []))
+    (reading,) = eng.score_with_readings("the " * 100, ["the " * 30 + "banana"]).readings
+    assert reading.query_truncated and reading.query_tokens == (23 - 3) // 2
+    assert reading.read == "windows" and reading.best_window == reading.windows - 1  # banana is at the end
+
+    capped = CrossEncoderEngine(model_path, device="cpu", max_length=32, windows=True, max_windows=3).load()
+    monkeypatch.setattr(capped, "_forward", _counting_stub(token_ids["banana"], []))
+    (spread,) = capped.score_with_readings("apple", [_long_doc_with_banana_at_end(300)]).readings
+    assert spread.read == "windows" and spread.windows == 3 and spread.best_window == 2
+    assert not spread.complete  # three windows of 28 tokens cannot cover 300 tokens
+
+
+def test_score_pairs_with_readings_matches_score_pairs(engine: CrossEncoderEngine):
+    pairs = [(QUERY, doc) for doc in SHORT_DOCS] + [("apple", "apple cherry"), (QUERY, "cash")]
+    scored = engine.score_pairs_with_readings(pairs)
+    np.testing.assert_array_equal(scored.scores, engine.score_pairs(pairs))
+    assert len(scored.readings) == len(pairs)
+    assert all(r.read == "whole" and r.complete for r in scored.readings)
+    assert scored.readings[-2].query_tokens == 1 and scored.readings[0].query_tokens > 1
+    assert engine.score_with_readings(QUERY, []).readings == []

@@ -12,7 +12,14 @@ from haystack import Document
 from tests.rerank.helpers import constructed_run
 from winnow.rerank.engine import CrossEncoderEngine
 from winnow.rerank.evaluation.report import build_report
-from winnow.rerank.interpolation import check_weight, interpolate, interpolated_ranking, minmax
+from winnow.rerank.interpolation import (
+    check_weight,
+    interpolate,
+    interpolate_with_order,
+    interpolated_ranking,
+    minmax,
+    order_scores,
+)
 from winnow.rerank.ranker import WinnowRanker
 from winnow.rerank.search import TwoStageSearch, rerank_hits
 from winnow.retrieval.hit import Hit
@@ -39,6 +46,18 @@ def test_interpolate_ends_and_middle():
     assert check_weight(None) is None and check_weight(1) == 1.0
     with pytest.raises(TypeError):
         check_weight("0.5")
+
+
+def test_order_scores_and_interpolation_with_the_order_sent():
+    np.testing.assert_allclose(minmax(order_scores(5)), [1.0, 0.75, 0.5, 0.25, 0.0])
+    rr = [0.0, 1.0, 4.0]  # the reranker prefers the last, the order sent the first
+    np.testing.assert_allclose(interpolate_with_order(rr, 1.0), [0.0, 0.25, 1.0])
+    np.testing.assert_allclose(interpolate_with_order(rr, 0.0), [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(interpolate_with_order(rr, 0.5), [0.5, 0.375, 0.5])
+    assert int(np.argmax(interpolate_with_order(rr, 0.3))) == 0
+    assert interpolate_with_order([], 0.5).size == 0
+    with pytest.raises(ValueError):
+        interpolate_with_order(rr, 2.0)
 
 
 def test_interpolated_ranking_reorders_the_first_stage():

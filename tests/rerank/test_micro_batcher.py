@@ -112,3 +112,36 @@ def test_empty_request_and_closed_batcher():
         batcher.submit("q", ["a"])
     with pytest.raises(ValueError):
         MicroBatcher(RecordingScorer(), max_wait_ms=-1)
+
+
+class ReadingScorer(RecordingScorer):
+    """Also says how it read each document: ``windows`` = the document's length, for checking."""
+
+    def score_pairs_with_readings(self, pairs):
+        from winnow.rerank.reading import Reading, Scored
+
+        scores = self.score_pairs(pairs)
+        return Scored(
+            scores, [Reading("windows", 1, len(d), windows=len(d), best_window=0) for _, d in pairs]
+        )
+
+
+def test_readings_go_back_to_the_caller_that_asked():
+    scorer = ReadingScorer()
+    with MicroBatcher(scorer, max_wait_ms=50) as batcher, ThreadPoolExecutor(8) as pool:
+        plain = {i: pool.submit(batcher.score, *_request(i)) for i in range(8)}
+        read = {i: pool.submit(batcher.score_with_readings, *_request(i)) for i in range(8, 16)}
+        for i, future in {**plain, **read}.items():
+            query, docs = _request(i)
+            expected = [scorer.expected(query, d) for d in docs]
+            if i in plain:  # callers that did not ask get the scores alone
+                assert isinstance(future.result(), np.ndarray)
+                np.testing.assert_array_equal(future.result(), expected)
+            else:
+                np.testing.assert_array_equal(future.result().scores, expected)
+                assert [r.windows for r in future.result().readings] == [len(d) for d in docs]
+    assert batcher.score_with_readings("q", []).readings == []
+    # a scorer that cannot tell: readings None, scores still there
+    with MicroBatcher(RecordingScorer()) as batcher:
+        scored = batcher.score_with_readings("q", ["a", "b"])
+    assert scored.readings is None and scored.scores.shape == (2,)

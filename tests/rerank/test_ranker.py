@@ -204,13 +204,13 @@ def test_meta_fields_prefixes_and_content_none_shape_the_text(make_ranker, monke
         scale_score=False,
     )
     seen: list = []
-    real_score = ranker._engine.score
+    real_score = ranker._engine.score_with_readings
 
     def spy(query, documents):
         seen.append((query, list(documents)))
         return real_score(query, documents)
 
-    monkeypatch.setattr(ranker._engine, "score", spy)
+    monkeypatch.setattr(ranker._engine, "score_with_readings", spy)
     docs = [
         Document(id="a", content="cherry", meta={"title": "banana", "year": 2020}),
         Document(id="b", content="apple"),
@@ -285,3 +285,30 @@ def test_pipeline_yaml_round_trip_gives_same_results(model_path: str):
     assert [d.id for d in first] == [d.id for d in second]
     np.testing.assert_allclose([d.score for d in first], [d.score for d in second], atol=1e-5)
     assert first[0].score != first[-1].score
+
+
+def test_every_output_document_says_how_it_was_read(model_path: str, word_ids, monkeypatch):
+    ranker = WinnowRanker(model=model_path, device="cpu", max_length=32, windows=True, scale_score=False)
+    ranker.warm_up()
+    monkeypatch.setattr(ranker._engine, "_forward", _stub_forward(*word_ids))
+    long_text = " ".join(["report"] * 80 + ["banana"] + ["report"] * 20)
+    docs = [
+        Document(id="long", content=long_text, meta={"year": 2020}),
+        Document(id="short", content="an apple"),
+    ]
+    out = {d.id: d for d in ranker.run(query="cell", documents=docs)["documents"]}
+    long, short = out["long"].meta["rerank_reading"], out["short"].meta["rerank_reading"]
+    budget = 32 - 3 - 1  # max_length, [CLS]/[SEP]/[SEP], a one-token query
+    assert long["read"] == "windows" and long["windows"] > 1 and long["tokens"] == budget
+    assert long["document_tokens"] == 101 and long["complete"]
+    # the banana (token 80) is in the best window, and not in the first
+    assert long["best_window"] > 0 and out["long"].score == pytest.approx(1.5)
+    assert short["read"] == "whole" and short["tokens"] == 2 and short["windows"] == 1
+    assert out["long"].meta["year"] == 2020 and "rerank_reading" not in docs[0].meta  # input untouched
+
+    truncating = WinnowRanker(model=model_path, device="cpu", max_length=32, windows=False)
+    truncating.warm_up()
+    monkeypatch.setattr(truncating._engine, "_forward", _stub_forward(*word_ids))
+    (doc,) = truncating.run(query="cell", documents=docs[:1])["documents"]
+    assert doc.meta["rerank_reading"]["read"] == "truncated"
+    assert doc.meta["rerank_reading"]["tokens"] == budget and not doc.meta["rerank_reading"]["complete"]

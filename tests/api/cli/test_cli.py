@@ -185,3 +185,30 @@ def test_eval_errors_exit_2(tmp_path, capsys, tiny_beir_dir):
     with pytest.raises(SystemExit) as exc:
         main(["eval", "--dataset", str(tiny_beir_dir), "--depth", "0", "--out", "r.json"])
     assert exc.value.code == 2
+
+
+def test_search_json_says_how_each_reranked_document_was_read(
+    tmp_path, corpus, capsys, tiny_bi_encoder_path, tiny_cross_encoder_path
+):
+    out = tmp_path / "idx"
+    _run_json(
+        capsys,
+        ["index", "--corpus", str(corpus), "--out", str(out), "--embedder", tiny_bi_encoder_path, "--json"],
+    )
+    base = ["search", "--index", str(out), "--first-stage", "bm25", "--reranker", tiny_cross_encoder_path]
+    base += ["--candidates", "3", "--top-k", "3", "--max-length", "40", "--json"]
+    budget = 40 - 3 - 2  # [CLS] q [SEP] d [SEP], the query "banana claim" is two tokens
+
+    windows = {
+        r["id"]: r["reading"] for r in _run_json(capsys, [*base, "--windows", "banana claim"])["results"]
+    }
+    assert windows["p3"]["read"] == "windows" and windows["p3"]["windows"] > 1  # 44 tokens, 35-token windows
+    assert windows["p3"]["tokens"] == budget and windows["p3"]["complete"]
+    assert windows["p3"]["best_window"] is not None
+    assert windows["p2"]["read"] == "whole" and windows["p2"]["tokens"] == 28  # title + text: 28 tokens
+
+    truncated = {
+        r["id"]: r["reading"] for r in _run_json(capsys, [*base, "--no-windows", "banana claim"])["results"]
+    }
+    assert truncated["p3"]["read"] == "truncated" and truncated["p3"]["tokens"] == budget
+    assert not truncated["p3"]["complete"] and truncated["p3"]["windows"] == 1

@@ -60,8 +60,8 @@ def test_verify_of_a_folder_without_index_is_an_error(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "required: --corpus, --out (or --verify INDEX_DIR)"),
-        (["--corpus", "c.jsonl"], "required: --out (or --verify INDEX_DIR)"),
+        ([], "required: --corpus, --out or --store (or --verify INDEX_DIR)"),
+        (["--corpus", "c.jsonl"], "required: --out or --store (or --verify INDEX_DIR)"),
         (["--verify", "idx", "--out", "other"], "do not combine it with --corpus/--out"),
     ],
 )

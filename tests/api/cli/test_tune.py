@@ -50,3 +50,41 @@ def test_tune_refuses_a_test_split_and_a_model_without_a_card(trained, tmp_path,
     (bare / "winnow.json").unlink()
     assert main(["tune", "--model", str(bare), "--dataset", str(dataset)]) == 2
     assert "no winnow.json model card" in capsys.readouterr().err
+
+
+def test_tuning_set_specs_parse_and_never_name_a_test_split():
+    import argparse
+
+    from winnow.api.cli.tune import tuning_set_spec
+
+    assert tuning_set_spec("../d/scifact,split=train,first_stage=hybrid,index=work/i") == {
+        "dataset": "../d/scifact",
+        "split": "train",
+        "first_stage": "hybrid",
+        "index": "work/i",
+    }
+    assert tuning_set_spec("d,first-stage=bm25") == {"dataset": "d", "first_stage": "bm25"}
+    for bad in ("d,split=test", "d,first_stage=sparse", "d,depth=3", "d,split"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            tuning_set_spec(bad)
+
+
+def test_tune_across_sets_records_the_defaults_every_path_reads(trained, tmp_path, capsys):
+    model, dataset = trained
+    other = tmp_path / "otherset"  # a set the model never trained on
+    shutil.copytree(dataset, other)
+    cache = tmp_path / "cache"
+    argv = ["tune", "--model", str(model), "--set", f"{other},split=dev,first_stage=bm25", "--depth", "5"]
+    assert main([*argv, "--cache", str(cache), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    card = json.loads((model / "winnow.json").read_text())
+    assert card["depth"] == printed["depth"] and card["depth"] in (5, 10)
+    assert card["windows"] == printed["windows"] and card["interpolation"]["weight"] == printed["weight"]
+    assert card["defaults"]["per_set"]["otherset/dev"]["queries"] > 0
+    assert card["interpolation"]["split"] == "otherset/dev"
+    assert len(list(cache.iterdir())) == 2  # one scored run per reading, reused by a rerun
+    assert main([*argv, "--cache", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["weight"] == printed["weight"]
+    # the set it was trained on is refused
+    assert main(["tune", "--model", str(model), "--set", f"{dataset},split=dev"]) == 2
+    assert "was trained on" in capsys.readouterr().err

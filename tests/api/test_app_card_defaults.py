@@ -1,0 +1,22 @@
+"""/ready and /search when the reranker's model card sets weight 0: the first stage's order, and why."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.rerank.helpers import model_with_card
+
+WEIGHT_ZERO = {"interpolation": {"weight": 0.0, "split": "x/dev"}, "depth": 5}
+
+
+def test_ready_and_search_say_when_the_card_keeps_the_first_stage(
+    make_settings, tiny_cross_encoder_path, tmp_path
+):
+    from winnow.api.app import create_app
+
+    model = model_with_card(tiny_cross_encoder_path, tmp_path / "m", WEIGHT_ZERO)
+    with TestClient(create_app(make_settings(reranker=model))) as client:
+        ready = client.get("/ready").json()
+        assert "winnow finetune" in ready["reranker_note"]
+        body = client.post("/search", json={"query": "apple", "top_k": 3, "first_stage": "dense"}).json()
+        assert body["reranked"] is False and len(body["results"]) == 3
