@@ -19,6 +19,33 @@ logger = logging.getLogger(__name__)
 MAX_TRAINING_VECTORS = 200_000
 
 
+def new_index(
+    vectors: VectorIndex,
+    embedder: str,
+    parents: Sequence[Passage],
+    *,
+    chunked: bool,
+    chunk_words: int | None,
+    chunk_overlap: int | None,
+    split_by: str,
+) -> WinnowIndex:
+    """An empty index over ``vectors`` that records how its passages were chunked, holding the whole
+    ``parents`` documents (without vectors) of a chunked corpus."""
+    index = WinnowIndex(
+        vectors=vectors,
+        embedder=embedder,
+        extra={
+            "chunked": chunked,
+            "chunk_words": chunk_words if chunked else None,
+            "chunk_overlap": chunk_overlap if chunked else None,
+            "split_by": split_by if chunked else None,
+        },
+    )
+    if parents:
+        index.add_records([passage_to_record(p) for p in parents])  # whole documents, no vectors
+    return index
+
+
 def build_index(
     passages: Sequence[Passage],
     embedder: Embedder,
@@ -61,18 +88,15 @@ def build_index(
             overlap,
         )
     vectors_index = VectorIndex(embedder.dim, factory=factory)
-    index = WinnowIndex(
-        vectors=vectors_index,
-        embedder=embedder.name,
-        extra={
-            "chunked": chunked,
-            "chunk_words": chunk_words if chunked else None,
-            "chunk_overlap": overlap if chunked else None,
-            "split_by": split_by if chunked else None,
-        },
+    index = new_index(
+        vectors_index,
+        embedder.name,
+        parents,
+        chunked=chunked,
+        chunk_words=chunk_words,
+        chunk_overlap=overlap,
+        split_by=split_by,
     )
-    if parents:
-        index.add_records([passage_to_record(p) for p in parents])  # whole documents, no vectors
     texts = [p.full_text() for p in passages]
     pending_train = vectors_index.needs_training
     buffered: list[tuple[list[Passage], np.ndarray]] = []

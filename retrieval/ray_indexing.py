@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from winnow.indexes import VectorIndex, WinnowIndex
 from winnow.retrieval.corpus import Passage
 from winnow.retrieval.embedder import Embedder, resolve_embedder
-from winnow.retrieval.indexing import MAX_TRAINING_VECTORS, _chunk, _train
+from winnow.retrieval.indexing import MAX_TRAINING_VECTORS, _chunk, _train, new_index
 from winnow.retrieval.ray_cluster import cluster_cpus, cluster_gpus, import_ray, with_retries
 from winnow.retrieval.records import passage_to_record
 
@@ -276,18 +276,15 @@ def build_index_ray(
         if index is None:
             vectors_index = VectorIndex(vectors.shape[1], factory=factory)
             pending_train = vectors_index.needs_training
-            index = WinnowIndex(
-                vectors=vectors_index,
-                embedder=name,
-                extra={
-                    "chunked": chunked,
-                    "chunk_words": chunk_words if chunked else None,
-                    "chunk_overlap": overlap if chunked else None,
-                    "split_by": split_by if chunked else None,
-                },
+            index = new_index(
+                vectors_index,
+                name,
+                parents,
+                chunked=chunked,
+                chunk_words=chunk_words,
+                chunk_overlap=overlap,
+                split_by=split_by,
             )
-            if parents:
-                index.add_records([passage_to_record(p) for p in parents])  # whole documents, no vectors
         for row, vector in zip(out["row"].tolist(), vectors, strict=True):
             waiting[row] = vector
         start = next_row
