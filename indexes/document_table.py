@@ -272,6 +272,18 @@ class DocumentTable:
             rows = self._conn.execute("SELECT key FROM documents ORDER BY key").fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    def keys_where(self, where_sql: str, params: Sequence[object] = ()) -> np.ndarray:
+        """Sorted int64 keys of the rows matching an SQL ``WHERE`` clause over the ``documents`` columns
+        (``key, id, parent_id, text, meta``; ``meta`` is JSON text, read with ``json_extract``).
+
+        ``where_sql`` must come from code, never from a user: values go in ``params`` (``?`` placeholders).
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT key FROM documents WHERE {where_sql} ORDER BY key", list(params)
+            ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])

@@ -360,13 +360,18 @@ class WinnowIndex:
         k: int,
         allow_doc_ids: Iterable[str] | None = None,
         *,
+        allow_keys: np.ndarray | None = None,
         return_embedding: bool = False,
     ) -> list[list[tuple[DocumentRecord, float]]]:
-        """Top-``k`` (record, score) per query, best first; ``allow_doc_ids`` restricts to those documents."""
-        allow_keys = None
+        """Top-``k`` (record, score) per query, best first; ``allow_doc_ids`` (document ids) or ``allow_keys``
+        (table keys, e.g. from :meth:`DocumentTable.keys_where`) restricts to those documents."""
+        if allow_doc_ids is not None and allow_keys is not None:
+            raise ValueError("pass allow_doc_ids or allow_keys, not both")
         if allow_doc_ids is not None:
             allow_keys = self.table.keys_for(allow_doc_ids)
             allow_keys = allow_keys[allow_keys >= 0]
+        elif allow_keys is not None:
+            allow_keys = np.asarray(allow_keys, dtype=np.int64)
         with self._lock:
             scores, keys = self.vectors.search(query_vectors, k, allow_ids=allow_keys)
             found = self.table.get_by_keys(np.unique(keys[keys >= 0]), with_embedding=return_embedding)

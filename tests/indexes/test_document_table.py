@@ -164,3 +164,17 @@ def test_concurrent_writers_and_readers() -> None:
         thread.join()
     assert not errors
     assert table.count() == 4 * 10 * 20 and len(set(table.all_keys().tolist())) == 800
+
+
+def test_keys_where_runs_sql_over_meta_with_bound_values() -> None:
+    table = DocumentTable()
+    table.insert(
+        DocumentRecord(id=f"d{i}", text=f"t{i}", meta={"year": 2000 + i, "tag": "a" if i % 2 else "b"})
+        for i in range(6)
+    )
+    keys = table.keys_where(
+        "json_extract(meta, '$.year') >= ? AND json_extract(meta, '$.tag') = ?", (2002, "a")
+    )
+    assert [r.id for r in table.get_by_keys(keys)] == ["d3", "d5"]
+    assert table.keys_where("id = ?", ("'; DROP TABLE documents; --",)).size == 0
+    assert table.count() == 6
