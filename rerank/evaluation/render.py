@@ -77,6 +77,9 @@ def _interpolated_section(report: Mapping[str, Any]) -> list[str]:
         return []
     fs = report["metrics"]["first_stage"]
     weight = (report.get("interpolation") or {}).get("weight")
+    kept = (report.get("interpolation") or {}).get("first_stage_only")
+    if kept:  # the card's weight 0: what users get is the first stage's order, and the model never ran
+        return ["", f"Reranker as users get it: the first stage's order, the model not run. {kept}"]
     lines = [
         "",
         f"Interpolated reranker (weight {fmt(weight, 2)} x normalised reranker + "
@@ -196,7 +199,7 @@ def plot_report(report: Mapping[str, Any], path: str | Path) -> Path:
     axes[0].set_title(f"{report['dataset']} / {report['split']}")
     axes[0].grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    if values:
+    if values and all("reranked" in v for v in values.values()):  # none when the card kept the first stage
         deltas = [v["reranked"] - v["first_stage"] for v in values.values()]
         ax = axes[1]
         ax.hist(deltas, bins=min(40, max(5, len(deltas) // 5)), color="C0", alpha=0.8)

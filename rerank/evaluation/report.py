@@ -144,6 +144,8 @@ def _add_interpolation(report, run, per_query, metrics, tolerance, seed, n_resam
     fs, ip = metrics["first_stage"], metrics["interpolated"]
     weight = run.interpolation_weight
     report["interpolation"] = {"weight": weight, "source": run.interpolation_source}
+    if run.first_stage_only is not None:
+        report["interpolation"]["first_stage_only"] = run.first_stage_only
     report["metrics"]["interpolated"] = _rounded(ip)
     report["lift_interpolated"] = {m: round(ip[m] - fs[m], 6) for m in fs}
     report["significance_interpolated"] = _significance(
@@ -155,9 +157,15 @@ def _add_interpolation(report, run, per_query, metrics, tolerance, seed, n_resam
         "metric": PRIMARY,
         **wins_losses_ties(before, after, tolerance=tolerance),
     }
+    values = report["per_query"].setdefault(
+        "values", {q: {"first_stage": round(b, 6)} for q, b in zip(qids, before, strict=True)}
+    )
     for q, value in zip(qids, after, strict=True):
-        report["per_query"]["values"][q]["interpolated"] = round(value, 6)
+        values[q]["interpolated"] = round(value, 6)
     lift = ip[PRIMARY] - fs[PRIMARY]
+    if run.first_stage_only is not None:
+        report["warnings"].append(f"the reranker was not run, as users get it: {run.first_stage_only}")
+        return
     pure_lift = report["lift"][PRIMARY]
     if lift < 0:
         report["warnings"].append(

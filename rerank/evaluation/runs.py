@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from winnow.rerank.interpolation import check_weight, interpolated_ranking
-from winnow.rerank.scorer import Scorer, scorer_weight
+from winnow.rerank.scorer import Scorer, scorer_keeps_first_stage, scorer_weight
 from winnow.retrieval.corpus import Dataset
 from winnow.retrieval.first_stage import build_first_stage
 from winnow.retrieval.hit import Hit, Retriever
@@ -96,6 +96,7 @@ class EvalRun:
     self_hits_removed: int = 0
     interpolation_weight: float | None = None
     interpolation_source: str | None = None
+    first_stage_only: str | None = None  # why the reranker was not run: its card keeps the first stage
 
     def __post_init__(self) -> None:
         self.depths = parse_depths(self.depths)
@@ -142,14 +143,18 @@ class EvalRun:
     @property
     def interpolated(self) -> bool:
         """Whether an interpolated ranking (reranker + first stage, :mod:`rerank.interpolation`) exists."""
+        if self.first_stage_only is not None:
+            return self.interpolation_weight == 0.0
         return self.rerank_scores is not None and self.interpolation_weight is not None
 
     def interpolated_lists(self, depth: int | None = None, weight: float | None = None) -> dict[str, Ranked]:
         """Each query's first-stage top ``depth`` reordered by ``weight * minmax(rerank) + (1 - weight) *
         minmax(first stage)``; ``weight`` defaults to the run's ``interpolation_weight``."""
+        weight = self.interpolation_weight if weight is None else check_weight(weight, "weight")
+        if self.rerank_scores is None and self.first_stage_only is not None and weight == 0.0:
+            return self.first_stage_lists(depth)  # weight 0 is the first stage's order: the model never ran
         if self.rerank_scores is None:
             raise ValueError("this run has no reranker scores")
-        weight = self.interpolation_weight if weight is None else check_weight(weight, "weight")
         if weight is None:
             raise ValueError("this run has no interpolation weight; pass one")
         first = self.first_stage_lists(depth)
@@ -268,7 +273,15 @@ def run_evaluation(
         first_stage_ms=fs_ms,
         self_hits_removed=removed,
     )
-    if scorer is not None:
+    keeps_first_stage = None
+    if scorer is not None and interpolation_weight is None:
+        keeps_first_stage = scorer_keeps_first_stage(scorer, None)
+    if keeps_first_stage is not None:  # as users get it: `winnow search`, serve and WinnowRanker skip it
+        logger.warning("%s: not running the reranker: %s", dataset.name, keeps_first_stage)
+        run.first_stage_only = keeps_first_stage
+        run.reranker_info = {**rr_info, "titles": rerank_titles, "first_stage_only": keeps_first_stage}
+        run.interpolation_weight, run.interpolation_source = 0.0, "model card"
+    elif scorer is not None:
         if ray_address is not None:
             from winnow.rerank.evaluation.ray_rerank import rerank_pass_ray
             from winnow.retrieval.ray_cluster import ray_session

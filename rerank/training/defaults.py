@@ -9,7 +9,11 @@ test split (a dev split, or the training queries of a set the model never traine
 - it is *admissible* when no set's nDCG@10 falls with p < ``alpha`` (paired t over that set's queries);
 - among admissible configurations the one with the best mean change over sets (each set weighs the same,
   whatever its number of queries) wins; ties go to the smaller weight, truncation, then the smaller depth
-  (cheaper and closer to the first stage).
+  (cheaper and closer to the first stage);
+- reranking must also earn its cost: the winner keeps a weight above 0 only if its gain is measurable, i.e.
+  the per-query changes of all sets pooled (each set's queries weighted by 1 / its query count, so each set
+  weighs the same) have a positive mean with p < ``alpha`` (one-sample t). Otherwise a gain within noise
+  (+0.0007 is not a reason to run a model on every query) gives way to weight 0 at the same reading and depth.
 
 Weight 0 is always admissible (it *is* the first stage), so a model that helps nowhere gets weight 0: the
 honest default is then the first stage's order, and winnow says so instead of reranking (see
@@ -23,7 +27,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,8 @@ __all__ = ["Choice", "TuningSet", "choose_defaults", "score_tuning_sets", "tune_
 
 RULE = (
     "admissible: no set's nDCG@10 falls with p < {alpha} (paired t) against the first stage; best mean "
-    "change over sets (each set weighs the same); ties: smaller weight, truncation, smaller depth"
+    "change over sets (each set weighs the same); ties: smaller weight, truncation, smaller depth; a weight "
+    "above 0 only if its pooled per-query gain is positive with p < {alpha}, else weight 0"
 )
 
 
@@ -69,6 +74,12 @@ class Choice:
     depth: int
     weight: float
     per_set: dict[str, dict[str, Any]]
+    diffs: dict[str, list[float]] = field(default_factory=dict, repr=False)  # per set: per-query changes
+
+    @property
+    def pooled_gain_p(self) -> float:
+        """Two-sided p of the pooled per-query changes (each set weighs the same); 1.0 when all are zero."""
+        return pooled_gain_p_value(list(self.diffs.values()))
 
     @property
     def mean_change(self) -> float:
@@ -85,8 +96,21 @@ class Choice:
             "weight": self.weight,
             "mean_change": round(self.mean_change, 6),
             "admissible": self.admissible,
+            "pooled_gain_p": None if math.isnan(p := self.pooled_gain_p) else round(p, 6),
             "per_set": self.per_set,
         }
+
+
+def pooled_gain_p_value(diffs_per_set: Sequence[Sequence[float]]) -> float:
+    """Two-sided p-value that the mean of per-query changes pooled over sets is 0, each set weighing the same
+    (a query's change is scaled by (total queries / sets) / the set's query count, then a one-sample t over
+    all of them). 1.0 when every change is 0; NaN with fewer than two queries."""
+    sets = [np.asarray(d, dtype=float) for d in diffs_per_set if len(d)]
+    if not sets:
+        return math.nan
+    total = sum(len(d) for d in sets)
+    pooled = np.concatenate([d * (total / len(sets)) / len(d) for d in sets])
+    return paired_t_test(np.zeros_like(pooled), pooled)
 
 
 def score_tuning_sets(
@@ -138,15 +162,18 @@ def choose_defaults(
     alpha: float = ALPHA,
 ) -> tuple[Choice, list[Choice]]:
     """The chosen configuration and every one tried (see the module docstring for the rule)."""
+    grid = sorted(set(grid) | {0.0})  # weight 0 (the first stage) is always a choice
     tried: list[Choice] = []
     for windows, by_set in runs.items():
         for depth in depths:
             if any(depth > run.max_depth for run in by_set.values()):
                 raise ValueError(f"depth {depth} is deeper than the scored candidates")
-            per_weight = {w: {} for w in grid}
+            per_weight: dict[float, dict[str, dict[str, Any]]] = {w: {} for w in grid}
+            diffs: dict[float, dict[str, list[float]]] = {w: {} for w in grid}
             for name, run in by_set.items():
                 baseline, curves = _curves(run, depth, grid)
                 for w, values in curves.items():
+                    diffs[w][name] = [float(v - b) for v, b in zip(values, baseline, strict=True)]
                     change = float(np.mean(values) - np.mean(baseline))
                     p_value = paired_t_test(baseline, values)
                     per_weight[w][name] = {
@@ -157,9 +184,20 @@ def choose_defaults(
                         "p_value": None if math.isnan(p_value) else round(p_value, 6),
                         "significant_loss": bool(change < 0 and not math.isnan(p_value) and p_value < alpha),
                     }
-            tried.extend(Choice(windows, depth, w, rows) for w, rows in per_weight.items())
+            tried.extend(Choice(windows, depth, w, rows, diffs[w]) for w, rows in per_weight.items())
     admissible = [c for c in tried if c.admissible]
     best = max(admissible, key=lambda c: (round(c.mean_change, 9), -c.weight, not c.windows, -c.depth))
+    if best.weight > 0 and not (best.mean_change > 0 and best.pooled_gain_p < alpha):
+        logger.info(
+            "best admissible: windows=%s, depth %d, weight %.1f, mean change %+.4f (pooled p %.3g): not a "
+            "measurable gain, so weight 0",
+            best.windows,
+            best.depth,
+            best.weight,
+            best.mean_change,
+            best.pooled_gain_p,
+        )
+        best = next(c for c in tried if (c.windows, c.depth, c.weight) == (best.windows, best.depth, 0.0))
     return best, tried
 
 
@@ -218,6 +256,7 @@ def tune_defaults(
         "weight": best.weight,
         "mean_change": round(best.mean_change, 6),
         "per_set": best.per_set,
+        "best_reranking": _best_reranking(tried),
         "sets": [f"{s.name} ({s.first_stage})" for s in sets],
         "max_queries": max_queries,
         "rule": RULE.format(alpha=ALPHA),
@@ -246,6 +285,16 @@ def tune_defaults(
         card["defaults"] = section
         save_card(model, card)
     return section
+
+
+def _best_reranking(tried: Sequence[Choice]) -> dict[str, Any] | None:
+    """The best admissible configuration that runs the model (weight > 0), with its pooled p: what the
+    gain gate weighed when it chose weight 0."""
+    reranking = [c for c in tried if c.admissible and c.weight > 0]
+    if not reranking:
+        return None
+    best = max(reranking, key=lambda c: (round(c.mean_change, 9), -c.weight, not c.windows, -c.depth))
+    return best.to_dict()
 
 
 def _cache_path(

@@ -431,3 +431,36 @@ def test_reranker_reads_the_text_alone_without_titles(dataset):
     assert report["reranker"]["titles"] is True and bare["reranker"]["titles"] is False
     assert with_titles.seen and all(doc.startswith("debate ") for doc in with_titles.seen)
     assert without.seen and all(doc in texts for doc in without.seen)
+
+
+class _CardScorer(OracleScorer):
+    """The oracle with a model card whose interpolation weight is 0 (a general model that helps nowhere)."""
+
+    model_name = "general"
+    card = {"interpolation": {"weight": 0.0, "split": "scifact/train, tatqa/dev"}}
+
+    @property
+    def interpolation_weight(self):
+        return self.card["interpolation"]["weight"]
+
+
+def test_a_card_at_weight_zero_is_evaluated_as_users_get_it_without_running_the_model(dataset, tmp_path):
+    scorer = _CardScorer(dataset)
+    run, report = _report(dataset, scorer)
+    assert scorer.calls == 0 and not run.reranked and run.first_stage_only
+    assert report["reranker"]["first_stage_only"] == run.first_stage_only
+    assert report["interpolation"] == {
+        "weight": 0.0,
+        "source": "model card",
+        "first_stage_only": run.first_stage_only,
+    }
+    assert report["metrics"]["interpolated"] == report["metrics"]["first_stage"]
+    assert report["lift_interpolated"]["nDCG@10"] == 0.0
+    assert report["significance_interpolated"]["nDCG@10"]["p_value"] == 1.0
+    assert report["metrics"]["reranked"] is None and report["lift"] is None
+    assert any("not run" in w for w in report["warnings"])
+    write_report(report, tmp_path / "r.json")  # Markdown and plot cope with it
+    assert "first" in (tmp_path / "r.md").read_text()
+    # a weight passed in runs the model, as everywhere
+    run, report = _report(dataset, _CardScorer(dataset), interpolation_weight=0.5)
+    assert run.reranked and report["lift"]["nDCG@10"] > 0

@@ -71,3 +71,29 @@ def test_scores_are_cached_and_read_back(tmp_path):
     assert again.first_stage == run.first_stage and again.rerank_scores == run.rerank_scores
     assert again.qrels == run.qrels and again.depths == run.depths
     assert _read_cached(tmp_path / "absent.json") is None
+
+
+def _mixed(name: str, helped: int, hurt: int) -> EvalRun:
+    """``helped`` queries whose relevant document the reranker lifts from second to first, and ``hurt``
+    queries where it sinks it from first to second by the same amount: a gain within noise."""
+    run = _run(name, helped + hurt, True)
+    for i, q in enumerate(run.queries):
+        if i >= helped:
+            run.first_stage[q] = [("b", 3.0), ("a", 2.0), ("c", 1.0)]
+            run.rerank_scores[q] = {"a": 1.0, "b": 0.0, "c": 0.5}  # the mirror image of a helped one
+    return run
+
+
+def test_a_gain_within_noise_gives_way_to_the_first_stage():
+    best, tried = choose_defaults({True: {"mixed": _mixed("mixed", 11, 10)}}, depths=[3])
+    reranking = max((c for c in tried if c.weight > 0 and c.admissible), key=lambda c: c.mean_change)
+    assert reranking.mean_change > 0 and reranking.pooled_gain_p > 0.5  # the best reranking choice: noise
+    assert best.weight == 0.0 and best.mean_change == 0
+
+
+def test_a_measurable_gain_keeps_the_model_and_pooling_weighs_sets_the_same():
+    helped = _vary(_run("helped", 10, True))
+    best, _ = choose_defaults({True: {"helped": helped, "noise": _mixed("noise", 101, 100)}}, depths=[3])
+    assert best.weight > 0 and best.pooled_gain_p < 0.05
+    # pooled by query count instead, the 201 noisy queries would drown the 10 helped ones
+    assert best.to_dict()["pooled_gain_p"] == round(best.pooled_gain_p, 6)
