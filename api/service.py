@@ -1,11 +1,15 @@
 """What the REST service does, without HTTP: load once, search, rerank, write and read documents durably.
 
 Durability: every write (``PUT``/``DELETE /documents``) is appended to a fsynced write-ahead log
-(:class:`indexes.WriteLog`) before it is applied and acknowledged. The index directory is saved atomically
-every ``snapshot_interval_s`` seconds when writes happened, and at shutdown, after which the log is emptied.
-On start the saved index is loaded and the log replayed: a crash (even SIGKILL) loses no acknowledged write,
-and a save killed mid-swap is repaired first. A write that failed is never replayed: a full disk answers 507,
-an fsync error 503 (writes refused until a restart); a failed save is retried after a doubling back-off.
+(:class:`indexes.WriteLog`) before it is applied and acknowledged; applying it writes the index directory in
+place (one SQLite transaction, on disk before the write is acknowledged; see :mod:`indexes.index_dir`). Every
+``snapshot_interval_s`` seconds when writes happened, and at shutdown, the log is emptied (an index that is
+not in its directory yet, e.g. the empty one started without an index, is saved there first); the index is
+compacted then only when enough vectors changed (:meth:`SearchService.snapshot` with ``force=True`` always
+compacts). On start the index is opened and the log replayed: a crash (even SIGKILL) loses no acknowledged
+write, and a save killed mid-swap is repaired first. A write that failed is never replayed: a full disk
+answers 507, an fsync error 503 (writes refused until a restart); a failed save is retried after a doubling
+back-off.
 
 Consistency: a write is applied under the index's lock (:meth:`indexes.IndexWrite.apply`), so a search sees a
 document either before or after a write, never half-written. Writes are serialised among themselves. The
@@ -151,7 +155,8 @@ class SearchService:
                 self.log.close()
 
     def snapshot(self, *, force: bool = False) -> bool:
-        """Save the index atomically and empty the log, when there were writes (or ``force``).
+        """Make the index durable in its directory and empty the log, when there were writes (or ``force``,
+        which also compacts the index, writing its vector snapshot and BM25).
 
         A failure (a full disk raises :class:`indexes.StorageFullError`) postpones the next scheduled try
         (:meth:`snapshot_due`) by a doubling back-off, capped at ``SNAPSHOT_RETRY_MAX_S``.
@@ -164,7 +169,7 @@ class SearchService:
             if not force and len(self.log) == 0:
                 return False
             try:
-                self.log.checkpoint(self.index, self.settings.index)
+                self.log.checkpoint(self.index, self.settings.index, compact=force)
             except BaseException:
                 self._snapshot_failures += 1
                 self._next_snapshot_try = time.monotonic() + self.snapshot_retry_s()
@@ -341,7 +346,8 @@ class SearchService:
             write.check(self.index)
             self.log.append(write)
             try:
-                return write.apply(self.index)
+                with self.index.lock, self.index.table.transaction():  # a failed apply leaves no row behind
+                    return write.apply(self.index)
             except BaseException as exc:
                 self._diverged = (
                     f"applying a logged write failed ({type(exc).__name__}: {exc}); it was not saved, but "

@@ -1,7 +1,14 @@
-"""Documents in an embedded SQLite table; each row's int64 ``key`` is the FAISS external id of its vector."""
+"""Documents in an embedded SQLite table; each row's int64 ``key`` is the FAISS external id of its vector.
+
+Besides ``documents``, the database holds ``winnow_state`` (a ``changes`` counter that every write transaction
+bumps: the table's :attr:`DocumentTable.stamp`) and, for a file-backed table, ``vector_changes``: the keys
+whose vectors changed since the index's last vector snapshot, with the new vector (NULL: no vector any more),
+written in the same transaction as the rows (see :mod:`indexes.index_dir`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -30,6 +37,9 @@ CREATE TABLE IF NOT EXISTS documents (
     embedding BLOB
 );
 CREATE INDEX IF NOT EXISTS documents_parent_id ON documents(parent_id);
+CREATE TABLE IF NOT EXISTS winnow_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO winnow_state (name, value) VALUES ('changes', 0);
+CREATE TABLE IF NOT EXISTS vector_changes (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL, vector BLOB);
 """
 _UPSERT = """
 INSERT INTO documents (key, id, parent_id, text, meta, embedding) VALUES (?, ?, ?, ?, ?, ?)
@@ -130,14 +140,30 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
 class DocumentTable:
     """Documents in SQLite (stdlib, embedded): thread-safe, one connection guarded by a lock.
 
-    ``path=None`` keeps the table in memory; a file-backed table uses WAL journaling. Keys come from
-    ``INTEGER PRIMARY KEY AUTOINCREMENT``, so they are never reused after deletion (FAISS ids stay unique),
-    and an upserted id keeps its key. ``meta`` is stored as JSON (dict keys become strings, tuples lists).
+    ``path=None`` keeps the table in memory. A file-backed table is written in place, in WAL mode with
+    ``synchronous=FULL``: a write method returns after its transaction is on disk, so it survives a crash or
+    power loss; readers in other processes see each committed transaction whole. ``read_only=True`` opens
+    an existing file for reading only. Keys come from ``INTEGER PRIMARY KEY AUTOINCREMENT``, so they are
+    never reused after deletion (FAISS ids stay unique), and an upserted id keeps its key. ``meta`` is stored
+    as JSON (dict keys become strings, tuples lists).
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False) -> None:
         self._path = None if path is None else Path(path)
         self._lock = threading.RLock()
+        self._tx_depth = 0
+        self._read_only = bool(read_only) and self._path is not None
+        if self._read_only:
+            assert self._path is not None
+            uri = f"{self._path.resolve().as_uri()}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._has_state = bool(
+                self._conn.execute(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('winnow_state', 'vector_changes')"
+                ).fetchone()[0]
+                == 2
+            )
+            return
         if self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(
@@ -145,13 +171,113 @@ class DocumentTable:
         )
         if self._path is not None:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
         self._create_schema()
+        self._has_state = True
 
     def _create_schema(self) -> None:
         with self._lock, self._conn:
             self._conn.executescript(_SCHEMA)
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def transaction(self, *, bump: bool = True) -> Iterator[DocumentTable]:
+        """Hold the table's lock and make every write inside one transaction, committed (on disk, for a
+        file-backed table) when the outermost block ends and rolled back if it raises. Each transaction
+        that writes bumps :attr:`stamp` (``bump=False``: bookkeeping that leaves the rows as they are)."""
+        with self._lock:
+            if self._read_only:
+                raise PermissionError(f"the document table {self._path} is open read-only")
+            outer = self._tx_depth == 0
+            self._tx_depth += 1
+            try:
+                if outer and bump:
+                    self._conn.execute("UPDATE winnow_state SET value = value + 1 WHERE name = 'changes'")
+                before = self._conn.total_changes
+                yield self
+                if outer and self._conn.total_changes == before:
+                    self._conn.rollback()  # nothing written: leave the stamp as it was
+                elif outer:
+                    self._conn.commit()
+            except BaseException:
+                if outer:
+                    self._conn.rollback()
+                raise
+            finally:
+                self._tx_depth -= 1
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a :meth:`transaction` block is open (in any thread)."""
+        return self._tx_depth > 0
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the table was opened read-only."""
+        return self._read_only
+
+    @property
+    def stamp(self) -> int:
+        """The number of write transactions ever committed to this database (stored in it): changes with
+        every write, so data derived from the table (BM25) can tell whether it is stale."""
+        if not self._has_state:
+            return 0
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM winnow_state WHERE name = 'changes'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    # ------------------------------------------------------------------ vector changes
+    def note_vector_changes(self, keys: Iterable[int], vectors: Sequence[np.ndarray | None] | None) -> None:
+        """Record (file-backed tables only, inside :meth:`transaction`) that the vectors of ``keys`` changed:
+        to ``vectors[i]`` (float32), or removed where it is None (``vectors=None``: all removed)."""
+        if self._path is None:
+            return
+        keys = [int(k) for k in keys]
+        if not keys:
+            return
+        if vectors is None:
+            vectors = [None] * len(keys)
+        with self.transaction():
+            seq = self._conn.execute("SELECT value FROM winnow_state WHERE name = 'changes'").fetchone()[0]
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO vector_changes (key, seq, vector) VALUES (?, ?, ?)",
+                [
+                    (k, seq, None if v is None else np.asarray(v, dtype=np.float32).tobytes())
+                    for k, v in zip(keys, vectors, strict=True)
+                ],
+            )
+
+    def vector_changes(self) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """(keys, their new float32 vectors or None where removed) recorded since the last snapshot."""
+        if not self._has_state:
+            return np.empty(0, dtype=np.int64), []
+        with self._lock:
+            rows = self._conn.execute("SELECT key, vector FROM vector_changes ORDER BY key").fetchall()
+        keys = np.array([r[0] for r in rows], dtype=np.int64)
+        return keys, [None if r[1] is None else np.frombuffer(r[1], dtype=np.float32).copy() for r in rows]
+
+    def pending_vector_changes(self) -> int:
+        """How many keys :meth:`vector_changes` lists."""
+        if not self._has_state:
+            return 0
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM vector_changes").fetchone()[0])
+
+    def clear_vector_changes(self, up_to: int | None = None) -> None:
+        """Forget the vector changes written at :attr:`stamp` ``<= up_to`` (all when None): a snapshot holds
+        them now."""
+        with self.transaction(bump=False):
+            if up_to is None:
+                self._conn.execute("DELETE FROM vector_changes")
+            else:
+                self._conn.execute("DELETE FROM vector_changes WHERE seq <= ?", (int(up_to),))
+
+    def integrity_problem(self) -> str | None:
+        """None when SQLite's ``PRAGMA integrity_check`` passes, else what it reports."""
+        with self._lock:
+            rows = [r[0] for r in self._conn.execute("PRAGMA integrity_check").fetchall()]
+        return None if rows == ["ok"] else "; ".join(str(r) for r in rows[:5])
 
     @property
     def path(self) -> Path | None:
@@ -189,7 +315,7 @@ class DocumentTable:
         _check_unique_ids(ids)
         if not rows:
             return np.empty(0, dtype=np.int64)
-        with self._lock, self._conn:
+        with self.transaction():
             existing = self._existing_keys(ids)
             if not replace and existing:
                 dupes = sorted(existing)
@@ -221,7 +347,7 @@ class DocumentTable:
         """Delete records by id (unknown ids ignored); returns the keys removed."""
         ids = list(dict.fromkeys(_id_list(ids)))
         removed: list[int] = []
-        with self._lock, self._conn:
+        with self.transaction():
             for batch in _batches(ids):
                 marks = _placeholders(len(batch))
                 rows = self._conn.execute(f"SELECT key FROM documents WHERE id IN ({marks})", list(batch))
@@ -231,7 +357,7 @@ class DocumentTable:
 
     def delete_all(self) -> None:
         """Delete every record (keys are still never reused)."""
-        with self._lock, self._conn:
+        with self.transaction():
             self._conn.execute("DELETE FROM documents")
 
     # ------------------------------------------------------------------ reads
@@ -283,6 +409,13 @@ class DocumentTable:
                 f"SELECT key FROM documents WHERE {where_sql} ORDER BY key", list(params)
             ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def select_integers(self, select_sql: str, params: Sequence[object] = ()) -> np.ndarray:
+        """The int64 values of a one-column ``SELECT`` over the table, in the order SQLite gives them (for
+        queries :meth:`keys_where` cannot express, e.g. keys flagged by sign). Built by code, never a user."""
+        with self._lock:
+            rows = self._conn.execute(select_sql, list(params)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def count(self) -> int:
         with self._lock:
@@ -347,10 +480,13 @@ class DocumentTable:
         return path
 
     @classmethod
-    def load_from(cls, path: str | Path, into_memory: bool = True) -> DocumentTable:
+    def load_from(
+        cls, path: str | Path, into_memory: bool = True, *, read_only: bool = False
+    ) -> DocumentTable:
         """Open a table saved by :meth:`backup_to` (or any file-backed table).
 
-        ``into_memory=True`` copies it into an in-memory table, leaving the file free to be replaced.
+        ``into_memory=True`` copies it into an in-memory table, leaving the file free to be replaced;
+        ``into_memory=False`` opens it in place (``read_only`` for reading only).
         """
         path = Path(path)
         if not path.is_file():
@@ -359,7 +495,8 @@ class DocumentTable:
         try:
             _check_schema(source, path)
             if not into_memory:
-                return cls(path)
+                source.close()
+                return cls(path, read_only=read_only)
             table = cls(None)
             with table._lock:
                 source.backup(table._conn)

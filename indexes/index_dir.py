@@ -1,28 +1,49 @@
-"""An index directory: vectors + documents + manifest, saved atomically and checked on load.
+"""An index directory (vectors, documents, manifest): opened in place, written incrementally, checked on load.
 
-The manifest records each data file's sha256, size and ``mtime_ns``. Loading compares size and mtime only:
-a different size is refused; a different mtime (a copy without ``cp -p``, a touched file) has that file
-hashed, so the load is slower but changed content is never accepted. Manifests from before sizes and mtimes
-were recorded are checked by hashing every file, as before. :func:`verify_index` (``winnow index --verify``)
-hashes every file on demand. Size and mtime cannot catch a same-size edit whose mtime was set back by hand.
+Opening (:meth:`WinnowIndex.load`) does not copy the index: ``documents.sqlite`` is the live table, opened in
+place (SQLite WAL, ``synchronous=FULL``), and ``vectors.faiss`` is read (memory-mapped when opened
+``read_only``, see :meth:`VectorIndex.load`). A loaded index writes in place: every write is one SQLite
+transaction that changes the rows and lists the keys whose vectors changed, with their new vectors, in the
+table ``vector_changes``; it is on disk when the write method returns (an acknowledged write survives
+SIGKILL and power loss). ``vectors.faiss`` is a snapshot: opening reads it and replays the listed changes
+(idempotent: remove the key, re-add its vector). COMPACTION (:meth:`WinnowIndex.compact`, automatic once the
+changes pass ``max(COMPACT_MIN_CHANGES, COMPACT_FRACTION * vectors)``, and ``winnow index --compact``) writes
+a new snapshot, its attachments and manifest into ``INDEX/.compact/``, fsynced, then moves them into place
+under an exclusive ``flock`` on ``INDEX/.lock`` (the manifest last) and forgets the changes it holds. A crash
+mid-way is finished by the next open (the staged manifest marks a complete stage; an incomplete one is
+dropped); a crash before the changes are forgotten only replays them again. Readers in other processes open
+under a shared lock, so they never pair a new snapshot with an old change list; they see the table as it
+is committed.
 
-A save copies the index in memory under its lock, then writes, hashes and fsyncs without it, into
-``.NAME.tmp-*`` beside the target, and swaps it in with two renames (the old index goes to ``.NAME.old-*``
-meanwhile). :func:`recover_interrupted_save` puts back an index a crash between the renames left aside and
-removes leftover folders; ``winnow serve`` calls it at start.
+The manifest records the sha256, size and ``mtime_ns`` of each file but the live table. Loading compares
+size and mtime only: a different size is refused; a different mtime (a copy without ``cp -p``, a touched
+file) has that file hashed, so the load is slower but changed content is never accepted. Manifests from
+before sizes and mtimes were recorded are checked by hashing every file, as before. :func:`verify_index`
+(``winnow index --verify``) hashes every file on demand and runs SQLite's ``PRAGMA integrity_check`` on the
+table. Size and mtime cannot catch a same-size edit whose mtime was set back by hand.
+``manifest.table_changes`` is the table's write counter (:attr:`DocumentTable.stamp`) when the snapshot was
+taken: data derived from the table (attachments) is current only while the table's counter still equals it.
+
+Saving to another directory (or an in-memory index, from :meth:`WinnowIndex.create`) copies the index in
+memory under its lock, then writes, hashes and fsyncs without it, into ``.NAME.tmp-*`` beside the target, and
+swaps it in with two renames (the old index goes to ``.NAME.old-*`` meanwhile). Saving a loaded index to its
+own directory is a compaction. :func:`recover_interrupted_save` puts back an index a crash between the
+renames left aside and removes leftover folders; ``winnow serve`` calls it at start.
 
 Attachments: derived data saved with the index in a subfolder (BM25 in ``bm25/``), written by a writer that
 an upper layer registers with :func:`register_attachment` (this package imports no retriever). An index saves
 the attachments it keeps (:meth:`WinnowIndex.keep_attachment`; a loaded index keeps those its manifest lists):
 a save calls their writers with the table copy it saves, into the same temporary directory, so the swap
-covers them (an attachment without a registered writer is left out, and rebuilt by its owner); their
-files are hashed and listed in the manifest like the data files (``--verify`` checks them), and
-``attachments[NAME]`` records the writer's state and the table it was built from (:func:`attachment_state`).
-An index without an attachment still loads; its owner rebuilds what is missing.
+covers them (an attachment without a registered writer is left out, and rebuilt by its owner); a
+compaction calls them with the live table, into its stage. Their files are hashed and listed in the manifest
+like the data files (``--verify`` checks them), and ``attachments[NAME]`` records the writer's state and the
+table it was built from (:func:`attachment_state`). An index without an attachment still loads; its owner
+rebuilds what is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import errno
@@ -40,6 +61,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+
+try:  # POSIX advisory locks keep readers from pairing a new vector snapshot with an old change list
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock (one process per index there)
+    fcntl = None  # type: ignore[assignment]
 
 from ._fsutil import fsync_dir, fsync_file, is_disk_full, sha256_file
 from .document_table import DocumentRecord, DocumentTable
@@ -62,6 +88,11 @@ VECTORS_FILE = "vectors.faiss"
 VECTOR_STATE_FILE = VectorIndex.state_path(VECTORS_FILE).name  # tombstones + search settings
 DOCUMENTS_FILE = "documents.sqlite"
 DATA_FILES = (VECTORS_FILE, VECTOR_STATE_FILE, DOCUMENTS_FILE)
+HASHED_FILES = (VECTORS_FILE, VECTOR_STATE_FILE)  # the live table is checked by SQLite, not by sha256
+LOCK_FILE = ".lock"
+STAGING_DIR = ".compact"  # a compaction's files before they are moved into place
+COMPACT_MIN_CHANGES = 10_000
+COMPACT_FRACTION = 0.10
 AttachmentWriter = Callable[["WinnowIndex", DocumentTable, int, Path], "dict | None"]
 _ATTACHMENT_WRITERS: dict[str, AttachmentWriter] = {}
 _TMP_PREFIX = ".{name}.tmp-"
@@ -86,6 +117,8 @@ class IndexManifest:
     file_stats: dict[str, dict[str, int]] | None = None  # name -> {"size", "mtime_ns"}; None in manifests
     # from before they were recorded, whose files are all hashed on load
     attachments: dict[str, dict] | None = None  # name -> {"state": writer's state, "table": table stamp}
+    table_changes: int | None = None  # the table's write counter (DocumentTable.stamp) at the snapshot; None
+    # in manifests from before the table was written in place
 
     @property
     def document_count(self) -> int:
@@ -101,7 +134,7 @@ class IndexManifest:
         if not isinstance(data, dict):
             raise ValueError("manifest is not a JSON object")
         names = [f.name for f in dataclasses.fields(cls)]
-        optional = {"documents", "file_stats", "attachments"}
+        optional = {"documents", "file_stats", "attachments", "table_changes"}
         missing = [n for n in names if n not in data and n not in optional]
         if missing:
             raise ValueError(f"manifest lacks fields {missing}")
@@ -142,8 +175,11 @@ def register_attachment(name: str, writer: AttachmentWriter) -> None:
 
 
 def _table_stamp(manifest: IndexManifest) -> dict:
-    """Which saved table an attachment was built from: its row count and the sha256 of its file."""
-    return {"documents": manifest.document_count, "sha256": manifest.files.get(DOCUMENTS_FILE)}
+    """Which table an attachment was built from: its row count and write counter (older manifests: the
+    sha256 of its file)."""
+    if manifest.table_changes is None:
+        return {"documents": manifest.document_count, "sha256": manifest.files.get(DOCUMENTS_FILE)}
+    return {"documents": manifest.document_count, "changes": manifest.table_changes}
 
 
 def attachment_state(path: str | Path, manifest: IndexManifest, name: str) -> dict | None:
@@ -177,6 +213,8 @@ class WinnowIndex:
     :meth:`search`. ``len(index)`` counts vectors (the searchable rows), ``index.table.count()`` all rows.
     Build with :meth:`create`, or pass existing parts. ``embedder`` names the model that made the vectors;
     ``extra`` carries free-form build settings (e.g. chunking) into the manifest. All methods are thread-safe.
+    A loaded index writes in place (see the module docstring); one from :meth:`create` lives in memory until
+    :meth:`save`.
     """
 
     def __init__(
@@ -234,8 +272,22 @@ class WinnowIndex:
         with self._lock:
             self.generation += 1
 
+    @property
+    def live_dir(self) -> Path | None:
+        """The index directory whose ``documents.sqlite`` is this index's table (written in place), or None
+        for an in-memory table."""
+        table_path = self.table.path
+        if table_path is None or table_path.name != DOCUMENTS_FILE:
+            return None
+        return table_path.parent.absolute()
+
+    def pending_changes(self) -> int:
+        """Vectors changed since the snapshot in ``vectors.faiss`` (0 for an in-memory index)."""
+        return self.table.pending_vector_changes() if self.live_dir is not None else 0
+
     def on_disk(self) -> tuple[Path, IndexManifest] | None:
-        """(directory, manifest) of the saved index this one equals (no write since its load or save)."""
+        """(directory, manifest) of the saved index this one equals (no write since its load, save or
+        compaction, and none by another process since the manifest was written)."""
         with self._lock:
             if self.path is None or self.manifest is None or self.saved_generation != self.generation:
                 return None
@@ -303,14 +355,20 @@ class WinnowIndex:
         if store_embeddings:
             records = self._with_embeddings(records, mask, x)
         with self._lock:
-            keys = self.table.insert(records)
+            added = False
             try:
-                if x.shape[0]:
-                    self.vectors.add(keys[mask], x)
+                with self.table.transaction():  # rows and change list commit together, or not at all
+                    keys = self.table.insert(records)
+                    self.table.note_vector_changes(keys[mask], list(x))
+                    if x.shape[0]:
+                        self.vectors.add(keys[mask], x)  # last: an error before it rolls the rows back
+                        added = True
             except BaseException:
-                self.table.delete([r.id for r in records])
+                if added:  # the commit failed: take the vectors back out
+                    self.vectors.remove(keys[mask])
                 raise
             self.generation += 1
+        self._after_write()
         return keys
 
     def upsert_records(
@@ -331,27 +389,66 @@ class WinnowIndex:
         if store_embeddings:
             records = self._with_embeddings(records, mask, x)
         with self._lock:
-            keys = self.table.upsert(records)
-            self.vectors.remove(keys[~mask])
-            if x.shape[0]:
-                self.vectors.upsert(keys[mask], x)
+            with self.table.transaction():
+                keys = self.table.upsert(records)
+                dropped = keys[~mask]
+                dropped = dropped[self.vectors.contains(dropped)] if dropped.size else dropped
+                self.table.note_vector_changes(dropped, None)
+                self.table.note_vector_changes(keys[mask], list(x))
+                self.vectors.remove(dropped)
+                if x.shape[0]:
+                    self.vectors.upsert(keys[mask], x)
             self.generation += 1
+        self._after_write()
         return keys
 
     def delete_ids(self, ids: Iterable[str]) -> int:
         """Delete documents and their vectors by id (unknown ids ignored); returns how many were deleted."""
         with self._lock:
-            keys = self.table.delete(ids)
-            self.vectors.remove(keys)
+            with self.table.transaction():
+                keys = self.table.delete(ids)
+                gone = keys[self.vectors.contains(keys)] if keys.size else keys
+                self.table.note_vector_changes(gone, None)
+                self.vectors.remove(gone)
             self.generation += 1
+        self._after_write()
         return int(keys.size)
 
     def delete_all(self) -> None:
         """Delete every document and vector (a trained index stays trained)."""
         with self._lock:
-            self.table.delete_all()
-            self.vectors.reset()
+            with self.table.transaction():
+                self.table.delete_all()
+                self.table.note_vector_changes(self.vectors.ids(), None)
+                self.vectors.reset()
             self.generation += 1
+        self._after_write()
+
+    def _after_write(self) -> None:
+        """Compact a live index whose changes passed the threshold; a failure is logged (the write is
+        committed and its change stays listed), and the next write tries again."""
+        try:
+            self.compact_if_due()
+        except Exception:  # noqa: BLE001 - nothing is lost: the table lists every change
+            logger.exception("compacting %s failed; the next write tries again", self.live_dir)
+
+    def compact_if_due(self) -> bool:
+        """:meth:`compact` when this index is live and its vector changes since the snapshot exceed
+        ``max(COMPACT_MIN_CHANGES, COMPACT_FRACTION * vectors)``; returns whether it compacted. Skipped while
+        a save or compaction runs (they take the save lock first, so waiting here could deadlock)."""
+        if self.live_dir is None or self.table.read_only or self.table.in_transaction:
+            return False  # inside a caller's transaction the snapshot would hold uncommitted changes
+        pending = self.table.pending_vector_changes()
+        if pending <= max(COMPACT_MIN_CHANGES, COMPACT_FRACTION * len(self.vectors)):
+            return False
+        if not self._save_lock.acquire(blocking=False):
+            return False
+        try:
+            logger.info("compacting %s: %d vector changes since its snapshot", self.live_dir, pending)
+            self._compact_in_place()
+        finally:
+            self._save_lock.release()
+        return True
 
     # ------------------------------------------------------------------ search
     def search(
@@ -395,18 +492,24 @@ class WinnowIndex:
         return results
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> IndexManifest:
+    def save(self, path: str | Path, *, open_in_place: bool = False) -> IndexManifest:
         """Save atomically to directory ``path``, replacing an existing index there.
 
-        The vectors and the table are copied in memory under the index lock; the files are written,
-        hashed and fsynced after releasing it (searches and lookups go on meanwhile), into a temporary
-        directory next to ``path``. Then the old directory is renamed aside, the new one renamed into place
-        and the old one removed. On any error the previous directory stays as it was; a crash between the
-        two renames leaves it as ``.NAME.old-*`` beside, which :func:`recover_interrupted_save` restores.
-        The attachments it keeps are written into the temporary directory too, from the table copy.
+        When ``path`` is the directory this index is live in (:attr:`live_dir`), this is :meth:`compact`.
+        Otherwise the vectors and the table are copied in memory under the index lock; the files are
+        written, hashed and fsynced after releasing it (searches and lookups go on meanwhile), into a
+        temporary directory next to ``path``. Then the old directory is renamed aside, the new one renamed
+        into place and the old one removed. On any error the previous directory stays as it was; a crash
+        between the two renames leaves it as ``.NAME.old-*`` beside, which :func:`recover_interrupted_save`
+        restores. The attachments it keeps are written into the temporary directory too, from the table copy.
+        ``open_in_place=True`` then makes the saved directory this index's home: its table is reopened from
+        there and later writes go there in place (skipped, with a warning, when a write came in meanwhile).
         A full disk raises :class:`StorageFullError`.
         """
         target = Path(path).absolute()
+        live = self.live_dir
+        if live is not None and live.resolve() == target.resolve():
+            return self.compact()
         _check_replaceable(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._save_lock:
@@ -421,18 +524,8 @@ class WinnowIndex:
                 table = self.table.copy()
                 generation = self.generation
                 writers = self._attachment_writers(generation)
-                manifest = IndexManifest(
-                    format_version=FORMAT_VERSION,
-                    embedder=self.embedder,
-                    dim=self.vectors.dim,
-                    metric=self.vectors.metric,
-                    factory=self.vectors.factory,
-                    count=vectors.count,
-                    documents=table.count(),
-                    files={},
-                    created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    extra=copy.deepcopy(self.extra),
-                )
+            table.clear_vector_changes()  # the copy's snapshot holds every vector
+            manifest = self._new_manifest(vectors.count, table.count(), table.stamp)
             try:
                 tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
                 try:
@@ -452,9 +545,82 @@ class WinnowIndex:
             finally:
                 table.close()
             with self._lock:
-                self.path, self.manifest, self.saved_generation = target, manifest, generation
+                if not open_in_place:
+                    self.path, self.manifest, self.saved_generation = target, manifest, generation
+                elif self.generation != generation:
+                    logger.warning("not opening %s in place: the index changed while it was saved", target)
+                else:
+                    self.table = DocumentTable.load_from(target / DOCUMENTS_FILE, into_memory=False)
+                    self.path, self.manifest, self.saved_generation = target, manifest, generation
         logger.info(
             "Saved index with %d documents (%d vectors) to %s", manifest.documents, manifest.count, target
+        )
+        return manifest
+
+    def _new_manifest(self, count: int, documents: int, table_changes: int) -> IndexManifest:
+        return IndexManifest(
+            format_version=FORMAT_VERSION,
+            embedder=self.embedder,
+            dim=self.vectors.dim,
+            metric=self.vectors.metric,
+            factory=self.vectors.factory,
+            count=count,
+            documents=documents,
+            files={},
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            extra=copy.deepcopy(self.extra),
+            table_changes=table_changes,
+        )
+
+    def compact(self) -> IndexManifest:
+        """Write a new vector snapshot (and the attachments and manifest) into the directory this index is
+        live in and forget the changes it holds (see the module docstring). The table is not copied; searches
+        and writes go on while the files are written. Raises :class:`WinnowIndexError` for an index that is
+        not live in a directory (use :meth:`save`) or was opened read-only."""
+        with self._save_lock:
+            return self._compact_in_place()
+
+    def _compact_in_place(self) -> IndexManifest:
+        target = self.live_dir
+        if target is None:
+            raise WinnowIndexError("this index is not open in an index directory; save(path) writes one")
+        if self.table.read_only:
+            raise WinnowIndexError(f"{target} was opened read-only; load it without read_only to compact it")
+        with self._lock:
+            vectors = self.vectors.snapshot()
+            stamp = self.table.stamp
+            generation = self.generation
+            writers = self._attachment_writers(generation)
+            manifest = self._new_manifest(vectors.count, self.table.count(), stamp)
+        try:
+            with _dir_lock(target, exclusive=True):
+                _finish_compaction(target)  # a stage left by a crash: moved in, or dropped if incomplete
+            staging = target / STAGING_DIR
+            staging.mkdir()
+            try:
+                _write_files(staging, vectors, self.table, manifest, writers, with_table=False)
+                with _dir_lock(target, exclusive=True):
+                    _finish_compaction(target)
+            finally:
+                if not (staging / MANIFEST_FILE).is_file():  # a complete stage is finished by the next open
+                    shutil.rmtree(staging, ignore_errors=True)
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise StorageFullError(
+                    errno.ENOSPC,
+                    f"no space left to compact the index in {target} ({exc}); it is intact (every write is "
+                    f"in its table). Free disk space (or raise the quota) on {target}",
+                ) from exc
+            raise
+        self.table.clear_vector_changes(up_to=stamp)
+        with self._lock:
+            self.path, self.manifest, self.saved_generation = target, manifest, generation
+        logger.info(
+            "Compacted index %s: %d documents, %d vectors, snapshot at table change %d",
+            target,
+            manifest.documents,
+            manifest.count,
+            stamp,
         )
         return manifest
 
@@ -467,14 +633,23 @@ class WinnowIndex:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, expected_embedder: str | None = None, verify_checksums: bool = True
+        cls,
+        path: str | Path,
+        *,
+        expected_embedder: str | None = None,
+        verify_checksums: bool = True,
+        read_only: bool = False,
     ) -> WinnowIndex:
-        """Load and check an index directory; the document table is copied into memory.
+        """Open and check an index directory in place: the table stays on disk and later writes go there.
 
-        Each data file's size and mtime are compared with the manifest's: a different size is refused, a
-        different mtime has the file hashed against its sha256 (see the module docstring).
-        ``verify_checksums=False`` skips both (tests use it to reach the readers). Attachments are not read
-        here: their owners check them (:func:`attachment_state`) and load them when they need them.
+        The vector snapshot is read and the changes listed since it replayed; ``read_only=True`` (searches,
+        evaluations) opens the table for reading only and memory-maps the snapshot when no change is listed
+        (:meth:`VectorIndex.load`; with changes it is read, so they can be replayed in memory). Each hashed
+        file's size and mtime are compared with the manifest's: a different size is refused, a different
+        mtime has the file hashed against its sha256 (see the module docstring). ``verify_checksums=False``
+        skips both (tests use it to reach the readers). Attachments are not read here: their owners check
+        them (:func:`attachment_state`) and load them when they need them. The log line reports the size of
+        the files and the process' RSS (:func:`process_rss_bytes`).
 
         Raises :class:`IndexNotFoundError`, :class:`UnsupportedIndexFormatError`,
         :class:`EmbedderMismatchError` (when ``expected_embedder`` differs from the one that built it) or
@@ -491,25 +666,88 @@ class WinnowIndex:
             raise EmbedderMismatchError(
                 index_embedder=manifest.embedder, requested_embedder=expected_embedder, path=str(path)
             )
-        _check_files(path, manifest, verify_checksums)
-        vectors = _load_part(path, VECTORS_FILE, VectorIndex.load)
-        table = _load_part(path, DOCUMENTS_FILE, DocumentTable.load_from)
+        if (path / STAGING_DIR / MANIFEST_FILE).is_file():  # a compaction died moving its files
+            with _dir_lock(path, exclusive=True):
+                if _finish_compaction(path):
+                    logger.warning("finished the compaction of %s that was interrupted", path)
+        with _dir_lock(path, exclusive=False):
+            manifest = read_manifest(path)  # as of the files this lock keeps in place
+            _check_files(path, manifest, verify_checksums)
+            table = _load_part(
+                path,
+                DOCUMENTS_FILE,
+                lambda file: DocumentTable.load_from(file, into_memory=False, read_only=read_only),
+            )
+            try:
+                keys, changed = _load_part(path, DOCUMENTS_FILE, lambda _: table.vector_changes())
+                mmap = read_only and keys.size == 0
+                vectors = _load_part(path, VECTORS_FILE, lambda file: VectorIndex.load(file, mmap=mmap))
+            except BaseException:
+                table.close()
+                raise
         try:
-            _check_consistency(path, manifest, vectors, table)
+            _replay(path, vectors, keys, changed)
+            unchanged = keys.size == 0 and table.stamp == (manifest.table_changes or 0)
+            _check_consistency(path, manifest, vectors, table, counts=unchanged)
         except IndexCorruptedError:
             table.close()
             raise
+        rss = process_rss_bytes()
         logger.info(
-            "Loaded index with %d documents (%d vectors) from %s (embedder %s)",
-            table.count(),
+            "Loaded index with %d documents (%d vectors) from %s (embedder %s; %.1f MiB on disk, RSS %s; "
+            "vectors %s, %d changes since the snapshot replayed)",
+            manifest.document_count if unchanged else table.count(),
             len(vectors),
             path,
             manifest.embedder,
+            index_disk_bytes(path) / 2**20,
+            "unknown" if rss is None else f"{rss / 2**20:.1f} MiB",
+            "memory-mapped" if vectors.memory_mapped else "read",
+            keys.size,
         )
         index = cls(vectors, table, embedder=manifest.embedder, extra=manifest.extra)
-        index.path, index.manifest, index.saved_generation = path.absolute(), manifest, 0
+        index.path, index.manifest = path.absolute(), manifest
+        index.saved_generation = 0 if unchanged else None  # written since: attachments may be stale
         index.attachments.update(manifest.attachments or {})
         return index
+
+
+def _replay(path: Path, vectors: VectorIndex, keys: np.ndarray, changed: list[np.ndarray | None]) -> None:
+    """Apply the vector changes listed since the snapshot (idempotent: remove each key, re-add its vector)."""
+    if keys.size == 0:
+        return
+    try:
+        vectors.remove(keys)
+        has = np.array([v is not None for v in changed], dtype=bool)
+        if has.any():
+            vectors.add(keys[has], np.stack([v for v in changed if v is not None]))
+    except Exception as exc:
+        raise IndexCorruptedError(
+            f"{path / DOCUMENTS_FILE} lists vector changes that do not apply to {path / VECTORS_FILE}: {exc}",
+            file=DOCUMENTS_FILE,
+        ) from exc
+
+
+def process_rss_bytes() -> int | None:
+    """This process' resident set size in bytes (``VmRSS`` of ``/proc/self/status``), None where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def index_disk_bytes(path: str | Path) -> int:
+    """Bytes of every file under the index directory ``path`` (the table's WAL included)."""
+    total = 0
+    for file in Path(path).rglob("*"):
+        with contextlib.suppress(OSError):
+            if file.is_file():
+                total += file.stat().st_size
+    return total
 
 
 def _check_replaceable(target: Path) -> None:
@@ -528,11 +766,16 @@ def _write_files(
     table: DocumentTable,
     manifest: IndexManifest,
     attachments: dict[str, Callable[[DocumentTable, Path], dict | None]] | None = None,
+    *,
+    with_table: bool = True,
 ) -> None:
-    """Write data files, attachments and manifest (their sha256, size and mtime) into ``folder``, fsynced."""
+    """Write data files (the table too unless ``with_table=False``), attachments and manifest (their sha256,
+    size and mtime; not the table's, which changes in place) into ``folder``, fsynced; the manifest last."""
     vectors.save(folder / VECTORS_FILE)
-    table.backup_to(folder / DOCUMENTS_FILE)
-    names = list(DATA_FILES)
+    if with_table:
+        table.backup_to(folder / DOCUMENTS_FILE)
+        fsync_file(folder / DOCUMENTS_FILE)
+    names = list(HASHED_FILES)
     states: dict[str, dict] = {}
     for name, write in (attachments or {}).items():
         sub = folder / name
@@ -553,9 +796,69 @@ def _write_files(
     if states:
         stamp = _table_stamp(manifest)
         manifest.attachments = {name: {"state": state, "table": stamp} for name, state in states.items()}
-    (folder / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
-    fsync_file(folder / MANIFEST_FILE)
+    tmp_manifest = folder / f".{MANIFEST_FILE}.tmp"
+    tmp_manifest.write_text(manifest.to_json(), encoding="utf-8")
+    fsync_file(tmp_manifest)
+    os.replace(tmp_manifest, folder / MANIFEST_FILE)
     fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def _dir_lock(folder: Path, *, exclusive: bool) -> Any:
+    """An advisory ``flock`` on ``folder/.lock``: exclusive while a compaction moves files into place,
+    shared while an open reads them. No lock where the file cannot be opened (a read-only copy)."""
+    fd = -1
+    if fcntl is not None:
+        try:
+            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            try:
+                fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+            except OSError:
+                fd = -1
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the lock
+
+
+def _between_compaction_moves() -> None:
+    """Called by :func:`_finish_compaction` after the vector files are moved; tests make it crash here."""
+
+
+def _finish_compaction(folder: Path) -> bool:
+    """Move a complete compaction stage (``folder/.compact`` with its manifest) into place, the manifest
+    last, or drop an incomplete one; returns True when one was moved. Idempotent; call under the exclusive
+    :func:`_dir_lock`."""
+    staging = folder / STAGING_DIR
+    if not staging.is_dir():
+        return False
+    if not (staging / MANIFEST_FILE).is_file():
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    for entry in sorted(staging.iterdir(), key=lambda e: (e.is_dir(), e.name)):
+        if entry.name == MANIFEST_FILE or entry.name.startswith("."):
+            continue
+        dest = folder / entry.name
+        if entry.is_dir():
+            aside = folder / f".{entry.name}.old-compact"
+            if dest.exists():
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(dest, aside)
+            os.replace(entry, dest)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(entry, dest)
+            if entry.name == VECTOR_STATE_FILE:
+                _between_compaction_moves()
+    fsync_dir(folder)
+    os.replace(staging / MANIFEST_FILE, folder / MANIFEST_FILE)
+    fsync_dir(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    return True
 
 
 def _between_renames() -> None:
@@ -624,7 +927,9 @@ def recover_interrupted_save(path: str | Path) -> bool:
 
 def _check_files(path: Path, manifest: IndexManifest, verify_checksums: bool) -> None:
     manifest_mtime_ns = (path / MANIFEST_FILE).stat().st_mtime_ns
-    for name in DATA_FILES:
+    if not (path / DOCUMENTS_FILE).is_file():
+        raise IndexCorruptedError(_missing(path, DOCUMENTS_FILE), file=DOCUMENTS_FILE)
+    for name in HASHED_FILES:
         if name not in manifest.files or not (path / name).is_file():
             raise IndexCorruptedError(_missing(path, name), file=name)
         if verify_checksums and (problem := _file_problem(path, name, manifest, manifest_mtime_ns)):
@@ -697,15 +1002,30 @@ def verify_index(path: str | Path) -> IndexVerification:
         manifest = read_manifest(path)
     except IndexCorruptedError as exc:
         return IndexVerification(path, {MANIFEST_FILE: str(exc)})
-    files: dict[str, str | None] = {}
-    for name in sorted(set(DATA_FILES) | set(manifest.files)):
+    files: dict[str, str | None] = {DOCUMENTS_FILE: _table_problem(path)}
+    for name in sorted((set(HASHED_FILES) | set(manifest.files)) - {DOCUMENTS_FILE}):
         if name not in manifest.files:
             files[name] = (
                 f"{MANIFEST_FILE} of {path} lists no {name}; the index is incomplete, re-index the corpus"
             )
         else:
             files[name] = _file_problem(path, name, manifest, None)
-    return IndexVerification(path, files)
+    return IndexVerification(path, dict(sorted(files.items())))
+
+
+def _table_problem(path: Path) -> str | None:
+    """What SQLite's integrity check finds wrong with the live table of ``path``, or None."""
+    file = path / DOCUMENTS_FILE
+    if not file.is_file():
+        return _missing(path, DOCUMENTS_FILE)
+    try:
+        with DocumentTable.load_from(file, into_memory=False, read_only=True) as table:
+            problem = table.integrity_problem()
+    except Exception as exc:  # noqa: BLE001 - whatever SQLite raises, the file is bad
+        problem = str(exc)
+    if problem is None:
+        return None
+    return f"{file} fails SQLite's integrity check ({problem}); restore it from a backup or re-index"
 
 
 def _load_part(path: Path, name: str, loader: Callable[[Path], _T]) -> _T:
@@ -716,8 +1036,10 @@ def _load_part(path: Path, name: str, loader: Callable[[Path], _T]) -> _T:
 
 
 def _check_consistency(
-    path: Path, manifest: IndexManifest, vectors: VectorIndex, table: DocumentTable
+    path: Path, manifest: IndexManifest, vectors: VectorIndex, table: DocumentTable, *, counts: bool = True
 ) -> None:
+    """Settings against the manifest; with ``counts`` (nothing written since the snapshot) also the counts
+    and that every vector has a row."""
     problems = []
     if vectors.dim != manifest.dim:
         problems.append(f"vectors have dim {vectors.dim}, manifest says {manifest.dim}")
@@ -725,12 +1047,13 @@ def _check_consistency(
         problems.append(f"vectors use metric {vectors.metric!r}, manifest says {manifest.metric!r}")
     if vectors.factory != manifest.factory:
         problems.append(f"vectors use factory {vectors.factory!r}, manifest says {manifest.factory!r}")
-    counts = {"manifest": manifest.count, "vectors": len(vectors)}
-    documents = {"manifest": manifest.document_count, "table": table.count()}
-    if len(set(counts.values())) != 1 or len(set(documents.values())) != 1:
-        problems.append(f"counts disagree: vectors {counts}, documents {documents}")
-    elif _vectors_without_rows(vectors, table).size:
-        problems.append("some vector ids have no document row")
+    if counts:
+        vector_counts = {"manifest": manifest.count, "vectors": len(vectors)}
+        documents = {"manifest": manifest.document_count, "table": table.count()}
+        if len(set(vector_counts.values())) != 1 or len(set(documents.values())) != 1:
+            problems.append(f"counts disagree: vectors {vector_counts}, documents {documents}")
+        elif _vectors_without_rows(vectors, table).size:
+            problems.append("some vector ids have no document row")
     if problems:
         raise IndexCorruptedError(f"index {path} is inconsistent: {'; '.join(problems)}; re-index the corpus")
 

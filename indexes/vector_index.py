@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 METRICS: dict[str, int] = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 COMPACT_TOMBSTONE_FRACTION = 0.20
 EXACT_ALLOW_LIST_MIN = 1024
+EXACT_ALLOW_FRACTION = 0.02  # allow-lists this small a share of the index are scored exactly ...
+EXACT_ALLOW_LIST_MAX = 1 << 16  # ... up to this many ids
+MAX_FILTER_WIDENING = 16  # efSearch / nprobe grow by up to this factor as an allow-list gets more selective
 _RECONSTRUCT_CHUNK = 65536
 _EXACT_SCORE_BUDGET = 1 << 22  # query x candidate scores held at once by the exact scorer
 _STATE_VERSION = 1
@@ -62,9 +65,8 @@ def as_float32_matrix(vectors: object, dim: int, name: str = "vectors") -> np.nd
     ):
         raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
     out = np.array(arr, dtype=np.float32, order="C", copy=True)
-    finite = np.isfinite(out).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    if not np.isfinite(out).all():  # one reduction on the common path; rows only to say which are bad
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
         raise ValueError(f"{name} contain NaN or infinite values (as float32) in rows {_listed(bad)}")
     return out
 
@@ -156,8 +158,10 @@ class VectorIndex:
     Search with an allow-list uses ``faiss.IDSelectorBatch`` over the allowed live ids (allow-list minus
     tombstones), passed in ``SearchParameters``/``SearchParametersHNSW(efSearch)``/``SearchParametersIVF
     (nprobe)``; IDMap2 translates it to internal labels. Approximate indexes can miss results under a tight
-    selector, so when the allowed live ids number at most ``max(1024, 8 * k)`` they are scored exactly
-    against their reconstructed (stored) vectors instead. Any query row that still returns fewer than
+    selector, so when the allowed live ids number at most ``max(1024, 8 * k)``, or at most 2% of the index
+    (up to 65,536 ids), they are scored exactly against their reconstructed (stored) vectors instead; larger
+    allow-lists search with efSearch / nprobe raised by the index size over the allow-list size (at most 16
+    times). Any query row that still returns fewer than
     ``min(k, candidates)`` results is re-scored exactly over the candidates, so search always returns that
     many. Indexes that take no IDSelector (IndexPQ, IndexLSH, IndexRefine) score allow-lists exactly and
     skip tombstones by over-fetching. Rows are padded with score ``-inf`` and id ``-1``.
@@ -198,6 +202,7 @@ class VectorIndex:
             raise ValueError(f"FAISS cannot build index factory {factory!r} for dim {dim}: {exc}") from exc
         self._needs_training = not base.is_trained
         self._lock = threading.RLock()
+        self._memory_mapped = False
         self._setup(faiss.IndexIDMap2(base))
 
     @staticmethod
@@ -256,6 +261,18 @@ class VectorIndex:
     def uses_tombstones(self) -> bool:
         """True when removal uses tombstones + compaction instead of native ``remove_ids``."""
         return not self._native_remove
+
+    @property
+    def memory_mapped(self) -> bool:
+        """True when the index was loaded with ``mmap=True``: searchable, but it cannot change."""
+        return self._memory_mapped
+
+    def _check_writable(self) -> None:
+        if self._memory_mapped:
+            raise RuntimeError(
+                "this vector index is memory-mapped from its file (opened read-only) and cannot change; "
+                "load it without mmap to write"
+            )
 
     @property
     def num_tombstones(self) -> int:
@@ -350,6 +367,7 @@ class VectorIndex:
         """Train the index (IVF quantizer, PQ/SQ codebooks); a no-op for indexes that need no training."""
         x = self._prepare(vectors, "training vectors")
         with self._lock:
+            self._check_writable()
             if not self._needs_training:
                 return
             if self._index.is_trained:
@@ -382,6 +400,7 @@ class VectorIndex:
         """Add new vectors; raises :class:`DuplicateIdError` if any id is already live (use ``upsert``)."""
         id_arr, x = self._prepare_pairs(ids, vectors)
         with self._lock:
+            self._check_writable()
             self.check_trained()
             live = self._live_mask(id_arr)
             if live.any():
@@ -397,6 +416,7 @@ class VectorIndex:
         """Add vectors, replacing those of ids already present."""
         id_arr, x = self._prepare_pairs(ids, vectors)
         with self._lock:
+            self._check_writable()
             self.check_trained()
             stored = _isin_sorted(self._stored, id_arr)
             if stored.any():
@@ -413,6 +433,7 @@ class VectorIndex:
             gone = id_arr[self._live_mask(id_arr)]
             if gone.size == 0:
                 return 0
+            self._check_writable()
             if self._native_remove:
                 self._remove_native(gone)
             else:
@@ -424,6 +445,7 @@ class VectorIndex:
     def reset(self) -> None:
         """Remove every vector; a trained index stays trained."""
         with self._lock:
+            self._check_writable()
             self._index.reset()
             self._stored = np.empty(0, dtype=np.int64)
             self._set_tombstones(np.empty(0, dtype=np.int64))
@@ -473,7 +495,10 @@ class VectorIndex:
                 n_candidates = candidates.size
                 if n_candidates == 0:
                     return _empty_results(q.shape[0], k)
-                if n_candidates <= max(EXACT_ALLOW_LIST_MIN, 8 * k) or not self._selector_supported():
+                small = n_candidates <= max(EXACT_ALLOW_LIST_MIN, 8 * k) or (
+                    n_candidates <= EXACT_ALLOW_LIST_MAX and n_candidates <= EXACT_ALLOW_FRACTION * len(self)
+                )
+                if small or not self._selector_supported():
                     return self._exact_search(q, candidates, k)
             scores, labels = self._approximate_search(q, k, candidates)
             self._fill_short_rows(q, k, scores, labels, candidates, min(k, n_candidates))
@@ -485,7 +510,7 @@ class VectorIndex:
         """FAISS search restricted to ``candidates`` (or to the live ids when None)."""
         if candidates is not None:
             selector = faiss.IDSelectorBatch(candidates)
-            return self._faiss_search(q, k, selector)
+            return self._faiss_search(q, k, selector, widen=len(self) / max(candidates.size, 1))
         if self._tombstones.size == 0:
             return self._faiss_search(q, k, None)
         if self._selector_supported():
@@ -523,19 +548,22 @@ class VectorIndex:
             self._tombstone_selector = (batch, faiss.IDSelectorNot(batch))
         return self._tombstone_selector[1]
 
-    def _search_params(self, k: int) -> faiss.SearchParameters | None:
-        """Fresh search parameters (callers may attach a selector to them)."""
+    def _search_params(self, k: int, widen: float = 1.0) -> faiss.SearchParameters | None:
+        """Fresh search parameters (callers may attach a selector to them). ``widen`` (the index size over
+        the allow-list size) raises efSearch / nprobe, up to :data:`MAX_FILTER_WIDENING` times, so a
+        selective allow-list still finds its nearest vectors."""
+        widen = min(max(widen, 1.0), MAX_FILTER_WIDENING)
         if self._is_hnsw:
-            return faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+            return faiss.SearchParametersHNSW(efSearch=int(max(self.ef_search, k) * widen))
         if self._ivf is not None and not self._is_refine:
-            return faiss.SearchParametersIVF(nprobe=min(self.nprobe, self._ivf.nlist))
+            return faiss.SearchParametersIVF(nprobe=min(int(np.ceil(self.nprobe * widen)), self._ivf.nlist))
         return None
 
     def _faiss_search(
-        self, q: np.ndarray, k: int, selector: faiss.IDSelector | None
+        self, q: np.ndarray, k: int, selector: faiss.IDSelector | None, *, widen: float = 1.0
     ) -> tuple[np.ndarray, np.ndarray]:
         if selector is not None:
-            params = self._search_params(k) or faiss.SearchParameters()
+            params = self._search_params(k, widen) or faiss.SearchParameters()
             params.sel = selector  # ``selector`` stays referenced by the caller during the search
         else:  # building SWIG parameter objects costs microseconds a query: reuse them while settings hold
             key = (k, self.ef_search, self.nprobe)
@@ -624,8 +652,15 @@ class VectorIndex:
         return self.snapshot().save(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> VectorIndex:
-        """Load an index written by :meth:`save` (the FAISS file plus its state sidecar)."""
+    def load(cls, path: str | Path, *, mmap: bool = False) -> VectorIndex:
+        """Load an index written by :meth:`save` (the FAISS file plus its state sidecar).
+
+        ``mmap=True`` maps the file's codes instead of reading them (``faiss.IO_FLAG_MMAP_IFC``): the flat
+        codes of Flat, SQ and PQ indexes (also under a pre-transform), the HNSW storage and the IVF
+        inverted lists stay in the page cache, shared between processes, and RSS grows only by the id map
+        (and the HNSW graph). Such an index is read-only: every write raises, since FAISS aborts the
+        process when a mapped index is resized.
+        """
         path = Path(path)
         state_file = cls.state_path(path)
         for needed in (path, state_file):
@@ -640,7 +675,7 @@ class VectorIndex:
             raise ValueError(
                 f"{state_file} has state version {config.get('state_version')}, expected {_STATE_VERSION}"
             )
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         if not isinstance(index, faiss.IndexIDMap2):
             raise ValueError(f"{path} holds a {type(index).__name__}, not the IndexIDMap2 VectorIndex writes")
         if index.d != config["dim"] or index.metric_type != METRICS[config["metric"]]:
@@ -654,6 +689,7 @@ class VectorIndex:
         obj.nprobe = int(config["nprobe"])
         obj._needs_training = bool(config["needs_training"])
         obj._lock = threading.RLock()
+        obj._memory_mapped = bool(mmap)
         obj._setup(index)
         if not _isin_sorted(obj._stored, tombstones).all():
             raise ValueError(f"{state_file} lists tombstones for ids that {path} does not hold")

@@ -1,10 +1,12 @@
 """A write-ahead log of index changes: every change is on disk (fsynced) before it is acknowledged.
 
 A long-running writer (the REST service) appends each :class:`IndexWrite` to the log before applying it to
-the in-memory :class:`~indexes.WinnowIndex`; from time to time it saves the index atomically and empties the
-log (:meth:`WriteLog.checkpoint`). After a crash, loading the last saved index and replaying the log restores
-every acknowledged write. Replaying a write the saved index already holds is harmless: an upsert replaces,
-a delete of a missing id does nothing.
+the :class:`~indexes.WinnowIndex`; from time to time it empties the log (:meth:`WriteLog.checkpoint`). An
+index loaded from its directory writes each applied change there in place (committed before ``apply``
+returns), so a checkpoint only compacts it when its changes passed the threshold; an index still in memory
+is saved atomically first and opened in place. After a crash, loading the index and replaying the log
+restores every acknowledged write. Replaying a write the index already holds is harmless: an upsert
+replaces, a delete of a missing id does nothing.
 
 One JSON object per line, with a CRC32 of its payload. A torn last line (the process died while writing it, so
 the write was never acknowledged) is dropped with a warning; a damaged line before the end raises
@@ -75,9 +77,9 @@ class IndexWrite:
         index._check_batch(self.records, vectors, self.has_vector if vectors is not None else None)
 
     def apply(self, index: WinnowIndex) -> int:
-        """Apply to ``index`` under its lock, so readers never see a half-applied write; returns documents
-        written or deleted."""
-        with index.lock:
+        """Apply to ``index`` under its lock and in one table transaction, so readers (in other processes
+        too) never see a half-applied write; returns documents written or deleted."""
+        with index.lock, index.table.transaction():
             children = index.table.ids_for_parent(self.ids)
             if self.op == "delete":
                 deleted = index.delete_ids(self.ids)
@@ -301,23 +303,36 @@ class WriteLog:
             yield write
 
     def replay(self, index: WinnowIndex) -> int:
-        """Apply every logged write to ``index`` in order; returns how many were applied."""
+        """Apply every logged write to ``index`` in order, in one table transaction (one commit); returns how
+        many were applied."""
         count = 0
-        for write in self._entries():
-            write.apply(index)
-            count += 1
+        with index.lock, index.table.transaction():
+            for write in self._entries():
+                write.apply(index)
+                count += 1
         if count:
             logger.info("replayed %d logged writes from %s", count, self.path)
         return count
 
-    def checkpoint(self, index: WinnowIndex, index_dir: str | Path) -> None:
-        """Save ``index`` atomically to ``index_dir``, then empty the log. The caller keeps writers out.
+    def checkpoint(self, index: WinnowIndex, index_dir: str | Path, *, compact: bool = False) -> None:
+        """Make ``index`` durable in ``index_dir``, then empty the log. The caller keeps writers out.
+
+        An index live in ``index_dir`` already holds every applied write on disk: it is compacted when
+        ``compact`` or when its changes passed the threshold. Any other index is saved atomically and opened
+        in place there.
 
         The empty replacement log is created, fsynced and opened before it replaces the old one, and the
         old one is closed last: on any error the old log stays in place and open.
         """
         with self._lock:
-            index.save(index_dir)
+            live = index.live_dir
+            if live is not None and live.resolve() == Path(index_dir).absolute().resolve():
+                if compact:
+                    index.compact()
+                else:
+                    index.compact_if_due()
+            else:
+                index.save(index_dir, open_in_place=True)
             tmp = self.path.with_name(self.path.name + ".tmp")
             fd = _open_log(tmp, truncate=True)
             try:

@@ -5,8 +5,9 @@ it was built from the saved table, and cached on the index per write count.
 Importing this module (``winnow.retrieval`` does) registers the writer.
 
 The manifest lists the folder's files (``winnow index --verify`` hashes them) and records the table it was
-built from (row count and ``documents.sqlite``'s sha256): a missing, stale, damaged or unreadable folder is
-ignored and BM25 is rebuilt from the table, as for indexes saved before BM25 was; the next save writes it
+built from (row count and the table's write counter, :attr:`indexes.DocumentTable.stamp`): a missing, stale
+(the live table was written since, by this process or another), damaged or unreadable folder is ignored and
+BM25 is rebuilt from the table, as for indexes saved before BM25 was; the next save or compaction writes it
 again (read-only paths such as ``winnow search`` never write into an index directory).
 bm25s has no incremental update, so a write makes the cached BM25 stale and the next use rebuilds it
 (O(corpus)); a save reuses the cached one when it is current, else builds one from the table copy it saves.

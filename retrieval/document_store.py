@@ -5,8 +5,12 @@ documents with an embedding also have a FAISS vector, documents without one are 
 Keys follow insertion order (SQLite ``AUTOINCREMENT``), so reading the table by key returns documents as
 Haystack's ``InMemoryDocumentStore`` does (an overwritten document is re-inserted, so it moves to the end).
 
-On disk (``index_path``) the store is an ordinary winnow index directory, written by ``WinnowIndex.save``;
-its manifest's ``extra["haystack_store"]`` says whether the dimension is still open (no embedding yet).
+On disk (``index_path``) the store is an ordinary winnow index directory, opened in place: each mutating call
+is one transaction of its SQLite table (rows and the list of changed vectors), on disk when the call returns;
+``vectors.faiss`` is rewritten only by a compaction (:meth:`WinnowDocumentStore.compact`, or automatically
+once enough vectors changed), or when the index itself is replaced (first write, a new dimension,
+``recreate_index``). Its manifest's ``extra["haystack_store"]`` says whether the dimension is still open (no
+embedding yet).
 
 Round-trip. ``id``, ``content``, ``meta`` (JSON: nested dicts and lists survive; tuples come back as lists),
 ``embedding`` (the raw vector in the table's float32 embedding column; values that float32 cannot hold exactly
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import itertools
 import json
 import logging
 import threading
@@ -43,6 +48,7 @@ from winnow.indexes import (
 )
 from winnow.retrieval.embedder import DEFAULT_EMBEDDER
 from winnow.retrieval.legacy_names import upgrade_legacy_type
+from winnow.retrieval.metadata_filter import filter_keys
 from winnow.retrieval.metadata_filter import validate_filters as _validate_filters
 
 logger = logging.getLogger(__name__)
@@ -196,9 +202,10 @@ def _add(index: WinnowIndex, records: list[DocumentRecord]) -> None:
 class WinnowDocumentStore:
     """Haystack document store backed by a winnow index (FAISS + SQLite document table).
 
-    :param index_path: Index directory. When it holds an index, it is loaded; with ``index_path`` set, EVERY
-        mutating call (write, delete, update) saves the whole directory atomically before returning, so batch
-        your writes. ``None`` keeps everything in memory (:meth:`save` still writes on request).
+    :param index_path: Index directory. When it holds an index, it is opened in place; with ``index_path``
+        set, every mutating call (write, delete, update) is committed there (incrementally: appended rows and
+        vectors, deleted ones listed) before returning. ``None`` keeps everything in memory (:meth:`save`
+        still writes on request).
     :param embedding_dim: Vector dimension; ``None`` takes it from the first embedding written (or the loaded
         index).
     :param factory: FAISS ``index_factory`` string for a new index (``"Flat"`` exact, ``"HNSW32"``
@@ -331,7 +338,8 @@ class WinnowDocumentStore:
         """Write the store atomically to ``path`` (default ``index_path``); returns the directory.
 
         ``WinnowIndex.save`` writes a temporary directory beside it and renames it into place; on any error
-        the previous directory stays as it was.
+        the previous directory stays as it was. Saving to the directory the index is open in compacts it;
+        the first save to ``index_path`` opens the index there, so later writes go there in place.
         """
         if path is None:
             if self.index_path is None:
@@ -344,15 +352,56 @@ class WinnowDocumentStore:
                 **index.extra,
                 MANIFEST_KEY: {"format": STORE_FORMAT, "dim_provisional": self._dim_open},
             }
+            home = self.index_path is not None and target == Path(self.index_path).absolute()
             try:
-                index.save(target)
+                index.save(target, open_in_place=home)
             except WinnowIndexError as exc:
                 raise DocumentStoreError(str(exc)) from exc
         return target
 
+    def compact(self) -> None:
+        """Rewrite ``vectors.faiss`` from the vectors in memory and forget the changes listed since the last
+        snapshot (writes do it by themselves once enough vectors changed); a no-op without ``index_path``."""
+        with self._lock:
+            if self.index_path is not None:
+                self.save(self.index_path)
+
+    def _in_place(self) -> bool:
+        """Whether the index is open in ``index_path`` with the manifest it needs (writes are on disk)."""
+        index = self._index
+        live = index.live_dir
+        info = index.extra.get(MANIFEST_KEY)
+        provisional = bool(info.get("dim_provisional")) if isinstance(info, dict) else False
+        return (
+            self.index_path is not None
+            and live is not None
+            and live == Path(self.index_path).absolute()
+            and index.manifest is not None
+            and index.path == live
+            and provisional == self._dim_open
+        )
+
     def _commit(self) -> None:
-        if self.index_path is not None:
+        """Make the last write durable: it already is when the index is open in place; otherwise (first
+        write, new index or dimension) save the index to ``index_path`` and open it there."""
+        if self.index_path is not None and not self._in_place():
             self.save(self.index_path)
+
+    def _recover(self, index: WinnowIndex, replaced: list[DocumentRecord]) -> None:
+        """After a write whose table transaction was rolled back: bring FAISS back in line with the table
+        (reopened from disk when live there, else the replaced vectors put back)."""
+        if index is self._index and self._in_place():
+            assert self.index_path is not None
+            old = self._index
+            self._load(Path(self.index_path))
+            old.table.close()
+            return
+        stray = np.setdiff1d(index.vectors.ids(), index.table.all_keys())
+        index.vectors.remove(stray)
+        back = [r for r in replaced if r.embedding is not None and r.key is not None]
+        if back:
+            keys = np.array([r.key for r in back], dtype=np.int64)
+            index.vectors.upsert(keys, np.stack([r.embedding for r in back]))
 
     # ------------------------------------------------------------------ reading
     def _vectors_for(self, keys: list[int]) -> dict[int, list[float]]:
@@ -384,27 +433,40 @@ class WinnowDocumentStore:
             for r, d in zip(records, docs, strict=True)
         ]
 
+    def _filter_keys(self, filters: dict[str, Any], *, reconstruct: bool = True) -> np.ndarray:
+        """Sorted keys of the documents matching (validated, non-empty) ``filters``: run in SQLite
+        (:mod:`winnow.retrieval.filter_sql`), Haystack's ``document_matches_filter`` checking in Python only
+        the rows SQL cannot decide as Haystack does (``reconstruct`` as in :meth:`_documents`)."""
+        with_embedding = _mentions_embedding(filters)
+
+        def match(records: list[DocumentRecord]) -> list[bool]:
+            docs = self._documents(records, with_embedding=with_embedding, reconstruct=reconstruct)
+            return [document_matches_filter(filters=filters, document=doc) for doc in docs]
+
+        table = self._index.table
+        return filter_keys(table, filters, match, store_view=True, with_embedding=with_embedding)
+
     def _select(
         self, filters: dict[str, Any] | None, *, with_embedding: bool | None = None, reconstruct: bool = True
     ) -> list[tuple[DocumentRecord, Document]]:
         """(record, Document) of the documents matching (validated) ``filters``, in insertion order."""
         if with_embedding is None:
             with_embedding = _mentions_embedding(filters)
+        table = self._index.table
+        batches: Iterable[list[DocumentRecord]]
+        if filters:
+            keys = self._filter_keys(filters, reconstruct=reconstruct)
+            batches = (
+                [r for r in table.get_by_keys(chunk, with_embedding=with_embedding) if r is not None]
+                for chunk in np.array_split(keys, range(_BATCH, keys.size, _BATCH))
+            )
+        else:
+            records = table.iter_records(_BATCH, with_embedding=with_embedding)
+            batches = iter(lambda: list(itertools.islice(records, _BATCH)), [])
         selected = []
-        chunk: list[DocumentRecord] = []
-
-        def flush() -> None:
-            docs = self._documents(chunk, with_embedding=with_embedding, reconstruct=reconstruct)
-            for record, doc in zip(chunk, docs, strict=True):
-                if not filters or document_matches_filter(filters=filters, document=doc):
-                    selected.append((record, doc))
-            chunk.clear()
-
-        for record in self._index.table.iter_records(_BATCH, with_embedding=with_embedding):
-            chunk.append(record)
-            if len(chunk) >= _BATCH:
-                flush()
-        flush()
+        for batch in batches:
+            docs = self._documents(batch, with_embedding=with_embedding, reconstruct=reconstruct)
+            selected.extend(zip(batch, docs, strict=True))
         return selected
 
     def count_documents(self) -> int:
@@ -428,7 +490,7 @@ class WinnowDocumentStore:
         if not filters:
             return self.count_documents()
         with self._lock:
-            return len(self._select(filters))
+            return int(self._filter_keys(filters).size)
 
     def count_unique_metadata_by_filter(
         self, filters: dict[str, Any], metadata_fields: list[str]
@@ -591,16 +653,17 @@ class WinnowDocumentStore:
             if vectors and self._dim_open:
                 index = self._new_index(int(vectors[0].size), index.table)
             replaced: list[DocumentRecord] = []
-            if policy == DuplicatePolicy.OVERWRITE:
-                ids = [d.id for d in to_write]
-                replaced = [r for r in index.table.get(ids) if r is not None]
-                index.delete_ids(ids)  # re-inserted with new keys: they move to the end
             try:
-                _add(index, records)
+                with index.lock, index.table.transaction():  # one transaction: all of it or nothing
+                    if policy == DuplicatePolicy.OVERWRITE:
+                        ids = [d.id for d in to_write]
+                        replaced = [r for r in index.table.get(ids) if r is not None]
+                        index.delete_ids(ids)  # re-inserted with new keys: they move to the end
+                    _add(index, records)
             except BaseException:
-                if replaced:  # put the overwritten documents back, with their keys: nothing is lost
-                    _add(index, replaced)
+                self._recover(index, replaced)  # the overwritten documents are back, with their keys
                 raise
+            index.compact_if_due()
             self._index, self._dim_open = index, self._dim_open and not vectors
             self._commit()
         return written
@@ -615,12 +678,15 @@ class WinnowDocumentStore:
         """Delete every document. ``recreate_index=True`` also starts a fresh FAISS index (with
         ``embedding_dim=None`` the dimension is then inferred again from the next embedding written)."""
         with self._lock:
+            old = self._index
             if recreate_index:
                 self._index = self._new_index(self.embedding_dim_init)
                 self._dim_open = self.embedding_dim_init is None
             else:
                 self._index.delete_all()
             self._commit()
+            if self._index is not old and old.live_dir is not None:
+                old.table.close()  # its directory was replaced by the new index
 
     def delete_by_filter(self, filters: dict[str, Any]) -> int:
         """Delete the documents matching ``filters``; returns how many were deleted."""
@@ -707,10 +773,11 @@ class WinnowDocumentStore:
                 return []
             allow = None
             if filters:
-                allow = [record.id for record, _ in self._select(filters)]
-                if not allow:
+                allow = self._filter_keys(filters)
+                if not allow.size:
                     return []
-            hits = self._index.search(query, int(top_k), allow, return_embedding=return_embedding)[0]
+            rows = self._index.search(query, int(top_k), allow_keys=allow, return_embedding=return_embedding)
+            hits = rows[0]
             found = self._documents([record for record, _ in hits], with_embedding=return_embedding)
         return [
             dataclasses.replace(doc, score=self._scale(score) if scale_score else score)

@@ -213,7 +213,7 @@ def _load_or_build_index(
             expected = embedder.name
         elif embedder and kind != "bm25":
             expected = resolve_embedder(embedder)[0]
-        return WinnowIndex.load(index, expected_embedder=expected)
+        return WinnowIndex.load(index, expected_embedder=expected, read_only=True)  # searches only: mmap
     if dataset is None:
         raise ValueError(f"a {kind} first stage needs an index directory or a dataset to index in memory")
     emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder, device=device)

@@ -1,23 +1,32 @@
 """Haystack metadata filters over a winnow index: syntax checks and the documents a filter selects.
 
 The syntax is Haystack's (``{"field": "meta.year", "operator": ">=", "value": 2020}`` and
-``{"operator": "AND", "conditions": [...]}``); matching uses Haystack's own ``document_matches_filter``,
-in Python, one pass over the table: fine for tens of thousands of documents.
+``{"operator": "AND", "conditions": [...]}``). Matching runs in SQLite (:mod:`winnow.retrieval.filter_sql`
+translates the filter, :meth:`DocumentTable.keys_where` runs it); the rows and clauses SQL cannot decide
+exactly as Haystack does are checked with Haystack's own ``document_matches_filter`` in Python, over those
+rows only (:func:`filter_keys`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import dateutil.parser
+import numpy as np
 from haystack import Document
 from haystack.errors import FilterError
 from haystack.utils.filters import COMPARISON_OPERATORS, LOGICAL_OPERATORS, document_matches_filter
 
-from winnow.indexes import WinnowIndex
+from winnow.indexes import DocumentRecord, DocumentTable, WinnowIndex
+from winnow.retrieval.filter_sql import compile_filter
+
+logger = logging.getLogger(__name__)
 
 _BATCH = 1000
 _ORDERING = (">", ">=", "<", "<=")
@@ -178,12 +187,59 @@ def _parse_ordering_dates(node: Any) -> Any:
     return {**node, "value": parsed}
 
 
-def matching_document_ids(
-    index: WinnowIndex, filters: dict[str, Any], *, max_seconds: float | None = None
-) -> list[str]:
-    """Ids of the documents (not chunks) of ``index`` whose id, content and meta match ``filters``.
+MatchRecords = Callable[[list[DocumentRecord]], list[bool]]
+"""Haystack's verdict on records (in key order), raising as ``document_matches_filter`` does."""
 
-    ``max_seconds`` bounds the time spent matching.
+
+def filter_keys(
+    table: DocumentTable,
+    filters: dict[str, Any],
+    match: MatchRecords,
+    *,
+    store_view: bool = False,
+    where: str = "1",
+    params: Sequence[object] = (),
+    with_embedding: bool = False,
+) -> np.ndarray:
+    """Sorted keys of the rows of ``table`` (among those matching the SQL ``where``) that ``filters`` select.
+
+    SQL decides what it can (:func:`~winnow.retrieval.filter_sql.compile_filter`, ``store_view`` as there);
+    ``match`` checks the other rows, fetched ``with_embedding`` or not, in key order, so an error Haystack
+    raises on some document is raised here too. Should SQLite refuse the query (a filter too large or too
+    deep for it, or a stored meta it cannot parse, such as ``NaN``), ``match`` checks every row.
+
+    :raises FilterError: for a malformed filter; whatever ``match`` raises.
+    """
+    compiled = compile_filter(filters, store_view=store_view)
+    base = [*params]
+    sql, sql_params = compiled.select(where, base)
+    try:
+        flagged = table.select_integers(sql, sql_params)  # one scan gives both sets, which keys_where cannot
+        sure, maybe = np.sort(flagged[flagged >= 0]), np.sort(-1 - flagged[flagged < 0])
+    except (sqlite3.Error, OverflowError, RecursionError) as err:
+        logger.debug("SQLite cannot run this filter (%s); matching every row in Python", err)
+        sure, maybe = np.empty(0, dtype=np.int64), table.keys_where(where, base)
+    if maybe.size == 0:
+        return sure
+    matched: list[int] = []
+    for start in range(0, maybe.size, _BATCH):
+        records = table.get_by_keys(maybe[start : start + _BATCH], with_embedding=with_embedding)
+        present = [r for r in records if r is not None]  # deleted since the query
+        matched.extend(int(r.key) for r, ok in zip(present, match(present), strict=True) if ok)
+    return np.union1d(sure, np.asarray(matched, dtype=np.int64))
+
+
+_DOCUMENTS_ONLY = "parent_id IS NULL OR parent_id = ''"
+
+
+def matching_document_keys(
+    index: WinnowIndex, filters: dict[str, Any], *, max_seconds: float | None = None
+) -> np.ndarray:
+    """Sorted table keys of the documents (not chunks) of ``index`` whose id, content and meta (the stored
+    JSON as it is) match ``filters``, for ``WinnowIndex.search(allow_keys=...)``.
+
+    ``max_seconds`` bounds the time spent matching (the SQL query is not interrupted, but a query that ran
+    past it fails as a slow Python check does).
 
     :raises ValueError: for non-Haystack syntax; :raises FilterError: for a malformed filter;
         :raises FilterMatchError: when the filter cannot be applied to a document's values (an ordering
@@ -192,23 +248,46 @@ def matching_document_ids(
     validate_filters(filters, required=True)
     filters = _parse_ordering_dates(filters)
     deadline = None if max_seconds is None else _clock() + max_seconds
-    ids = []
-    for seen, record in enumerate(index.table.iter_records(_BATCH, with_embedding=False)):
-        if deadline is not None and (seen + 1) % _DEADLINE_EVERY == 0 and _clock() > deadline:
-            raise FilterMatchError(
-                f"the filter took more than {max_seconds:g} s to match ({seen + 1} records checked); "
-                "use fewer conditions or shorter 'in' lists"
-            )
-        if record.parent_id:
-            continue
-        doc = Document(id=record.id, content=record.text, meta=dict(record.meta))
-        try:
-            matched = document_matches_filter(filters=filters, document=doc)
-        except (TypeError, OverflowError, ValueError) as err:
-            raise FilterMatchError(
-                f"the filter cannot be applied to document {record.id!r}: {err}. Ordering operators "
-                "('>', '>=', '<', '<=') need a number or an ISO date on both sides, not a list or an object"
-            ) from None
-        if matched:
-            ids.append(record.id)
+    checked = 0
+
+    def over_time() -> FilterMatchError:
+        return FilterMatchError(
+            f"the filter took more than {max_seconds:g} s to match ({checked} records checked in Python); "
+            "use fewer conditions or shorter 'in' lists"
+        )
+
+    def match(records: list[DocumentRecord]) -> list[bool]:
+        nonlocal checked
+        verdicts = []
+        for record in records:
+            checked += 1
+            if deadline is not None and checked % _DEADLINE_EVERY == 0 and _clock() > deadline:
+                raise over_time()
+            doc = Document(id=record.id, content=record.text, meta=dict(record.meta))
+            try:
+                verdicts.append(document_matches_filter(filters=filters, document=doc))
+            except (TypeError, OverflowError, ValueError) as err:
+                raise FilterMatchError(
+                    f"the filter cannot be applied to document {record.id!r}: {err}. Ordering operators "
+                    "('>', '>=', '<', '<=') need a number or an ISO date on both sides, not a list or an "
+                    "object"
+                ) from None
+        return verdicts
+
+    keys = filter_keys(index.table, filters, match, where=_DOCUMENTS_ONLY)
+    if deadline is not None and _clock() > deadline:
+        raise over_time()
+    return keys
+
+
+def matching_document_ids(
+    index: WinnowIndex, filters: dict[str, Any], *, max_seconds: float | None = None
+) -> list[str]:
+    """Ids of the documents (not chunks) of ``index`` whose id, content and meta match ``filters``, in key
+    order (see :func:`matching_document_keys`, which gives their keys, and raises the same errors)."""
+    keys = matching_document_keys(index, filters, max_seconds=max_seconds)
+    ids: list[str] = []
+    for start in range(0, keys.size, _BATCH):
+        records = index.table.get_by_keys(keys[start : start + _BATCH], with_embedding=False)
+        ids.extend(r.id for r in records if r is not None)
     return ids

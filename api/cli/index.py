@@ -1,4 +1,4 @@
-"""``winnow index``: embed a corpus into an index directory, or ``--verify`` one."""
+"""``winnow index``: embed a corpus into an index directory, or ``--verify`` or ``--compact`` one."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the command and its options."""
     p = subparsers.add_parser(
-        "index", help="embed a corpus into a FAISS index directory (or --verify one's files)"
+        "index", help="embed a corpus into a FAISS index directory (or --verify or --compact one)"
     )
     p.add_argument(
         "--corpus",
@@ -44,7 +44,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="INDEX_DIR",
         default=None,
-        help="instead of indexing, hash every file of INDEX_DIR against its manifest; exit 2 if one differs",
+        help="instead of indexing, hash every file of INDEX_DIR against its manifest and run SQLite's "
+        "integrity check on its table; exit 2 if one is damaged",
+    )
+    p.add_argument(
+        "--compact",
+        type=Path,
+        metavar="INDEX_DIR",
+        default=None,
+        help="instead of indexing, rewrite INDEX_DIR's vector snapshot (vectors.faiss) from its table's "
+        "changes, which writes otherwise append (it also happens by itself once enough vectors changed)",
     )
     p.add_argument(
         "--embedder", default=None, help="bi-encoder path or name (default: packaged all-MiniLM-L6-v2)"
@@ -78,11 +87,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """--corpus and --out are required unless --verify is given (then they are refused)."""
-    if args.verify is not None:
-        if args.corpus is not None or args.out is not None or args.store is not None:
-            parser.error("--verify checks an existing index; do not combine it with --corpus/--out/--store")
-        return
+    """--corpus and --out are required unless --verify or --compact is given (then they are refused)."""
+    if args.verify is not None and args.compact is not None:
+        parser.error("give either --verify INDEX_DIR or --compact INDEX_DIR, not both")
+    for flag, value in (("--verify", args.verify), ("--compact", args.compact)):
+        if value is not None:
+            if args.corpus is not None or args.out is not None or args.store is not None:
+                parser.error(f"{flag} takes an existing index; do not combine it with --corpus/--out/--store")
+            return
     if args.out is not None and args.store is not None:
         parser.error("give either --out INDEX_DIR or --store URI, not both")
     missing = [
@@ -102,6 +114,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 def run(args: argparse.Namespace) -> int:
     if args.verify is not None:
         return _verify(args)
+    if args.compact is not None:
+        return _compact(args)
     from winnow.retrieval.bm25_index import keep_bm25
     from winnow.retrieval.corpus import load_corpus_report
     from winnow.retrieval.embedder import Embedder
@@ -252,6 +266,29 @@ def _verify(args: argparse.Namespace) -> int:
         )
     emit(summary, args.json, text)
     return 0 if result.ok else 2
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from winnow.indexes import WinnowIndex
+
+    started = time.perf_counter()
+    index = WinnowIndex.load(args.compact)
+    pending = index.pending_changes()
+    manifest = index.compact()
+    index.table.close()
+    summary = {
+        "index": str(args.compact),
+        "changes_compacted": pending,
+        "documents": manifest.document_count,
+        "vectors": manifest.count,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    text = (
+        f"compacted {args.compact}: {pending} vector changes folded into vectors.faiss "
+        f"({manifest.count} vectors, {manifest.document_count} documents) in {summary['seconds']} s"
+    )
+    emit(summary, args.json, text)
+    return 0
 
 
 # --------------------------------------------------------------------------- --ray

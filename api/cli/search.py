@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         expected = resolve_embedder(args.embedder)[0] if args.embedder else None
-        index = WinnowIndex.load(args.index or Path(args.store), expected_embedder=expected)
+        index = WinnowIndex.load(args.index or Path(args.store), expected_embedder=expected, read_only=True)
         embedder = Embedder(args.embedder or index.embedder, device=args.device, show_progress=False)
         if args.first_stage != "bm25":
             embedder.load()  # before the timed search

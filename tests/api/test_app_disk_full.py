@@ -103,11 +103,14 @@ def test_scheduled_saves_back_off_on_a_full_disk(make_settings, index_copy, monk
     service = SearchService(settings)
     service.index = WinnowIndex.load(index_copy)
     service.log = WriteLog(settings.write_log)
-    service.log.append(IndexWrite(op="delete", ids=["fin-1"]))
+    write = IndexWrite(op="delete", ids=["fin-1"])
+    service.log.append(write)
+    write.apply(service.index)  # committed in place; the checkpoint's compaction is what fails
 
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    monkeypatch.setattr("winnow.indexes.index_dir.COMPACT_MIN_CHANGES", 0)  # every checkpoint compacts
     monkeypatch.setattr("winnow.indexes.index_dir.fsync_file", full)
     service._last_snapshot -= 10  # the interval has passed
     assert service.snapshot_due()

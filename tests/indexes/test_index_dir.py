@@ -130,7 +130,8 @@ def test_save_load_round_trip(index: WinnowIndex, data: np.ndarray, tmp_path: Pa
     assert loaded.embedder == EMBEDDER and loaded.extra == {"chunk_words": 200}
     assert len(loaded) == N - 1 and loaded.vectors.num_tombstones == 1
     assert top_ids(loaded.search(data[:20], 5)) == top_ids(index.search(data[:20], 5))
-    assert loaded.table.path is None  # copied into memory: the directory can be swapped under it
+    assert loaded.table.path == target / "documents.sqlite"  # opened in place, not copied into memory
+    assert loaded.live_dir == target and loaded.pending_changes() == 0
 
 
 def test_resave_to_same_path_after_load(index: WinnowIndex, data: np.ndarray, tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Opening an index checks size and mtime against the manifest, and hashes only what may have changed."""
+"""Opening an index checks size and mtime of its vector files against the manifest, and hashes only what may
+have changed; the live table (documents.sqlite) is SQLite's to check (``--verify`` runs its integrity
+check)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import winnow.indexes.index_dir as index_dir
 from winnow.indexes import DocumentRecord, IndexCorruptedError, WinnowIndex, read_manifest, verify_index
 
 DIM = 8
-FILES = ("vectors.faiss", "vectors.state.npz", "documents.sqlite")
+FILES = ("vectors.faiss", "vectors.state.npz")  # hashed; documents.sqlite is written in place
+ALL_FILES = (*FILES, "documents.sqlite")
 
 
 @pytest.fixture()
@@ -80,11 +83,27 @@ def test_same_size_change_with_new_mtime_is_detected(saved: Path, hashed: list[s
 
 
 def test_size_change_is_refused_without_hashing(saved: Path, hashed: list[str]) -> None:
-    with open(saved / "documents.sqlite", "ab") as handle:
+    with open(saved / "vectors.state.npz", "ab") as handle:
         handle.write(b"\0")
-    with pytest.raises(IndexCorruptedError, match=r"documents\.sqlite has \d+ bytes.*re-index") as info:
+    with pytest.raises(IndexCorruptedError, match=r"vectors\.state\.npz has \d+ bytes.*re-index") as info:
         WinnowIndex.load(saved)
-    assert info.value.file == "documents.sqlite" and hashed == []
+    assert info.value.file == "vectors.state.npz" and hashed == []
+
+
+def test_a_written_table_is_not_checked_against_the_manifest(saved: Path, hashed: list[str]) -> None:
+    index = WinnowIndex.load(saved)
+    index.add_records([DocumentRecord("new", "new text")], np.ones((1, DIM), dtype=np.float32))
+    assert read_manifest(saved).file_stats.get("documents.sqlite") is None
+    again = WinnowIndex.load(saved)
+    assert again.table.count() == 21 and len(again) == 21 and hashed == []
+
+
+def test_a_damaged_table_is_refused(saved: Path) -> None:
+    (saved / "documents.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(IndexCorruptedError) as info:
+        WinnowIndex.load(saved)
+    assert info.value.file == "documents.sqlite"
+    assert "integrity check" in verify_index(saved).problems["documents.sqlite"]
 
 
 def test_copy_without_times_loads_by_hashing(
@@ -118,23 +137,23 @@ def test_old_manifest_without_sizes_loads_with_full_hash(saved: Path, hashed: li
     assert len(WinnowIndex.load(saved)) == 20
     assert sorted(hashed) == sorted(FILES)
 
-    _rewrite_same_size(saved / "documents.sqlite")
+    _rewrite_same_size(saved / "vectors.faiss")
     with pytest.raises(IndexCorruptedError, match="does not match the sha256"):
         WinnowIndex.load(saved)
 
 
 def test_verify_index_hashes_every_file(saved: Path, hashed: list[str]) -> None:
     result = verify_index(saved)
-    assert result.ok and result.problems == {} and sorted(result.files) == sorted(FILES)
+    assert result.ok and result.problems == {} and sorted(result.files) == sorted(ALL_FILES)
     assert sorted(hashed) == sorted(FILES)  # even though sizes and mtimes match
 
     # a same-size change with its mtime put back escapes load, not verify
-    stats = read_manifest(saved).file_stats["documents.sqlite"]
-    _rewrite_same_size(saved / "documents.sqlite")
-    os.utime(saved / "documents.sqlite", ns=(stats["mtime_ns"], stats["mtime_ns"]))
+    stats = read_manifest(saved).file_stats["vectors.faiss"]
+    _rewrite_same_size(saved / "vectors.faiss")
+    os.utime(saved / "vectors.faiss", ns=(stats["mtime_ns"], stats["mtime_ns"]))
     result = verify_index(saved)
-    assert not result.ok and list(result.problems) == ["documents.sqlite"]
-    assert "does not match the sha256" in result.problems["documents.sqlite"]
+    assert not result.ok and list(result.problems) == ["vectors.faiss"]
+    assert "does not match the sha256" in result.problems["vectors.faiss"]
 
 
 def test_verify_index_reports_missing_and_unreadable(saved: Path) -> None:

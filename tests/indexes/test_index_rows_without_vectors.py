@@ -132,6 +132,6 @@ def test_consistency_checks_catch_a_vector_without_a_row(
 
     index.vectors.save(tmp_path / "idx" / "vectors.faiss")  # the same state on disk, counts fixed up
     index.table.backup_to(tmp_path / "idx" / "documents.sqlite")
-    manifest_path.write_text(json.dumps({**original, "documents": 3}))
+    manifest_path.write_text(json.dumps({**original, "documents": 3, "table_changes": index.table.stamp}))
     with pytest.raises(IndexCorruptedError, match="no document row"):
         WinnowIndex.load(tmp_path / "idx", verify_checksums=False)

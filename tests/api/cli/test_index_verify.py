@@ -31,17 +31,28 @@ def test_verify_passes_on_a_good_index(saved: Path, capsys: pytest.CaptureFixtur
 
 
 def test_verify_fails_on_a_corrupted_file(saved: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = saved / "documents.sqlite"
+    path = saved / "vectors.state.npz"
     blob = bytearray(path.read_bytes())
     blob[-1] ^= 0xFF
     path.write_bytes(bytes(blob))
     assert main(["index", "--verify", str(saved)]) == 2
     out = capsys.readouterr().out
-    assert "documents.sqlite" in out and "does not match the sha256" in out and "vectors.faiss" not in out
+    assert "vectors.state.npz" in out and "does not match the sha256" in out and "vectors.faiss" not in out
     assert main(["index", "--verify", str(saved), "--json"]) == 2
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and report["files"]["vectors.faiss"] == "ok"
-    assert "does not match the sha256" in report["files"]["documents.sqlite"]
+    assert report["files"]["documents.sqlite"] == "ok"
+    assert "does not match the sha256" in report["files"]["vectors.state.npz"]
+
+
+def test_verify_runs_sqlite_integrity_check_on_the_table(
+    saved: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (saved / "documents.sqlite").write_bytes(b"garbage, not a database" * 200)
+    assert main(["index", "--verify", str(saved), "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert "integrity check" in report["files"]["documents.sqlite"]
+    assert report["files"]["vectors.faiss"] == "ok"
 
 
 def test_verify_names_a_truncated_file(saved: Path, capsys: pytest.CaptureFixture[str]) -> None:
