@@ -10,7 +10,20 @@ Methods (each in its own subprocess, so each one's peak memory is its own):
   ``windows=False`` so it does exactly the work the others do (truncate each pair at ``--max-length``), fp32;
 - ``winnow-torch-bf16``: the same in bf16 (``dtype="auto"`` picks it on a CPU with native bf16 and on CUDA);
 - ``winnow-onnx`` / ``winnow-onnx-int8``: the same engine with ``backend="onnx"`` / ``"onnx-int8"`` (ONNX
-  Runtime on CPU, fp32 / dynamically quantised int8 weights; export and quantisation count as load time).
+  Runtime on CPU, fp32 / dynamically quantised int8 weights; export and quantisation count as load time);
+- ``winnow-openvino`` / ``winnow-openvino-int8`` / ``winnow-onnx-qdq-int8``: the quantised CPU backends of
+  ``rerank.quantized`` (OpenVINO fp32; OpenVINO int8 from NNCF post-training quantisation; ONNX Runtime static
+  QDQ int8), int8 calibrated on ``--calibration-pairs`` pairs of the general model's training data (SQuAD v1.1
+  and QED-NQ train, never a test split; ``rerank.quantize_check.training_pairs``); export, calibration and
+  quantisation count as load time unless ``--quantized-dir`` holds them from an earlier run.
+
+The report names the CPU (model, cores, AVX2 / AVX-512 / VNNI / BF16 / AMX), since int8 and bf16 speed
+depends on those. With ``--device cuda`` the torch methods run on the GPU (winnow in bf16 with token-budget
+batches, the stock paths as users call them, on the same card) and the CPU-only backends are skipped; a short
+GPU run (a few minutes) is
+
+    python benchmarks/rerank_speed.py --device cuda --max-length 256 --depth 100 --pairs 10000 \
+        --methods st-predict,haystack,winnow-torch --repeats 2 --out benchmarks/results/rerank_speed_cuda
 
 Pairs: the first test queries of each dataset (file order) times their BM25 top ``--depth`` documents (bm25s,
 winnow's ``BM25Retriever``), about ``--pairs`` pairs per set. Every method gets the same thread count
@@ -22,11 +35,13 @@ loads. nDCG@10 (ir_measures) is computed from each method's scores over the
 same candidates, next to BM25's own order. Writes ``benchmarks/results/rerank_speed.json`` and ``.md``.
 
     python benchmarks/rerank_speed.py                                  # CPU, ~300 pairs per set, all cores
+    python benchmarks/rerank_speed.py --methods st-predict,haystack,winnow-torch,winnow-openvino-int8
     python benchmarks/rerank_speed.py --pairs 1000 --threads 1 --device cuda --sets scifact,financebench
 
-Model: ``--model``; default ``work/general/checkpoints/checkpoint-300`` (a partially trained MiniLM-L6
-cross-encoder) when it exists, else the packaged MiniLM-L6 with a fresh seeded head (same cost per pair as a
-trained MiniLM-L6 cross-encoder; its quality figures are not meaningful).
+Model: ``--model``; default the shipped ``winnow-general``, else ``work/general/checkpoints/checkpoint-300``,
+else the packaged MiniLM-L6 with a fresh seeded head (same cost per pair as a trained MiniLM-L6
+cross-encoder; its quality figures are not meaningful). ``--max-length``: default the model's own
+(card, sentence-transformers or tokenizer config; else 512).
 """
 
 from __future__ import annotations
@@ -48,7 +63,18 @@ from bench_common import device_name, pick_model
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATASETS = ROOT.parent / "shared" / "datasets"
-METHODS = ("st-predict", "haystack", "winnow-torch", "winnow-torch-bf16", "winnow-onnx", "winnow-onnx-int8")
+METHODS = (
+    "st-predict",
+    "haystack",
+    "winnow-torch",
+    "winnow-torch-bf16",
+    "winnow-onnx",
+    "winnow-onnx-int8",
+    "winnow-openvino",
+    "winnow-openvino-int8",
+    "winnow-onnx-qdq-int8",
+)
+CPU_ONLY = ("winnow-onnx", "winnow-openvino")  # method name prefixes that run on CPU only
 WARMUP_PAIRS = 8
 
 
@@ -64,7 +90,7 @@ def _peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _scorer(method: str, model: str, device: str, max_length: int) -> Any:
+def _scorer(method: str, model: str, device: str, max_length: int, args: argparse.Namespace) -> Any:
     """A callable ``(pairs, queries) -> scores`` for one method, model loaded."""
     if method == "st-predict":
         from sentence_transformers import CrossEncoder
@@ -100,10 +126,18 @@ def _scorer(method: str, model: str, device: str, max_length: int) -> Any:
         return run, {"max_length": getattr(ranker._cross_encoder, "max_seq_length", None)}
     if method.startswith("winnow-"):
         from winnow.rerank.engine import CrossEncoderEngine
+        from winnow.rerank.quantized import QUANTIZED_BACKENDS
 
         backend = method.removeprefix("winnow-").removesuffix("-bf16")
         # fp32 unless the method says bf16 ("auto" would pick bf16 on a CPU with native bf16)
         dtype = "bf16" if method.endswith("-bf16") else ("auto" if device.startswith("cuda") else "float32")
+        extra: dict[str, Any] = {}
+        if backend in QUANTIZED_BACKENDS:
+            from winnow.rerank.quantize_check import training_pairs
+
+            extra["onnx_dir"] = Path(args.quantized_dir) / Path(model).name
+            if "int8" in backend:
+                extra["calibration_pairs"], _ = training_pairs(DATASETS, args.calibration_pairs)
         engine = CrossEncoderEngine(
             model,
             device=device,
@@ -112,6 +146,7 @@ def _scorer(method: str, model: str, device: str, max_length: int) -> Any:
             activation="model",
             backend=backend,
             dtype=dtype,
+            **extra,
         ).load()
         return (lambda pairs: engine.score_pairs([tuple(p) for p in pairs])), {
             "max_length": engine.max_length
@@ -128,7 +163,7 @@ def _worker(args: argparse.Namespace) -> int:
     sets = json.loads(Path(args.pairs_file).read_text(encoding="utf-8"))
     rss_before = _peak_rss_mib()
     start = time.perf_counter()
-    score, info = _scorer(args.worker, args.model, args.device, args.max_length)
+    score, info = _scorer(args.worker, args.model, args.device, args.max_length, args)
     load_s = time.perf_counter() - start
     out: dict[str, Any] = {"method": args.worker, "load_s": round(load_s, 2), **info, "sets": {}}
     for name, data in sets.items():
@@ -199,14 +234,34 @@ def _token_stats(model: str, pairs: list[list[str]], max_length: int) -> dict[st
     }
 
 
+def _model_max_length(model: str) -> int:
+    """The model's own maximum: its winnow card's ``max_length``, sentence-transformers' ``max_seq_length``,
+    the tokenizer's ``model_max_length``; else 512."""
+    from winnow.rerank.models import read_model_json
+
+    for file, key in (
+        ("winnow.json", "max_length"),
+        ("sentence_bert_config.json", "max_seq_length"),
+        ("tokenizer_config.json", "model_max_length"),
+    ):
+        value = (read_model_json(model, file) or {}).get(key)
+        if isinstance(value, int) and 0 < value <= 100_000:
+            return value
+    return 512
+
+
 def _markdown(report: dict[str, Any]) -> str:
     cfg = report["config"]
+    cpu = report["cpu"]
+    flags = ", ".join(f"{k.upper()} {'yes' if v else 'no'}" for k, v in cpu["isa"].items())
     lines = [
         "# Rerank speed: the same pairs, every method, one run",
         "",
         f"Device: **{report['device_name']}** ({cfg['device']}), {cfg['threads']} torch threads, "
         f"{report['cpu_count']} cores visible. Model: {cfg['model_note']}. max_length {cfg['max_length']}, "
         f"best of {cfg['repeats']} timed run(s) after a warm-up.",
+        "",
+        f"CPU: {cpu['name']}, {cpu['cores']} logical cores; {flags}.",
         "",
     ]
     for name, s in report["sets"].items():
@@ -260,18 +315,28 @@ def main() -> int:
     )
     parser.add_argument("--model", default=None, help="cross-encoder folder (default: see above)")
     parser.add_argument(
-        "--sets", default="scifact,financebench", help="dataset folders under shared/datasets"
+        "--sets",
+        default="scifact,financebench,checkthat2020-task2",
+        help="dataset folders under shared/datasets",
     )
     parser.add_argument("--split", default="test")
     parser.add_argument("--pairs", type=int, default=300, help="about this many pairs per set")
     parser.add_argument("--depth", type=int, default=10, help="BM25 candidates per query")
-    parser.add_argument("--max-length", type=int, default=512, help="tokens per pair for every method")
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="tokens per pair for every method (default: the model's)"
+    )
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch threads, every method"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--calibration-pairs", type=int, default=256, help="int8 calibration (training data)")
+    parser.add_argument(
+        "--quantized-dir",
+        default=None,
+        help="keep exported/quantised models here (default: a temporary folder)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "rerank_speed")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--pairs-file", default=None, help=argparse.SUPPRESS)
@@ -289,20 +354,30 @@ def main() -> int:
         except ImportError as err:
             skipped["haystack"] = f"sentence-transformers-haystack not importable ({err})"
             methods.remove("haystack")
-    onnx = [m for m in methods if m.startswith("winnow-onnx")]
-    if onnx and args.device != "cpu":
-        skipped.update({m: "ONNX backends run on CPU only" for m in onnx})
-        methods = [m for m in methods if m not in onnx]
-    elif onnx:
-        try:
-            import onnx as _onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError as err:
-            skipped.update({m: f"onnxruntime/onnx not importable ({err})" for m in onnx})
-            methods = [m for m in methods if m not in onnx]
+    cpu_only = [m for m in methods if m.startswith(CPU_ONLY)]
+    if cpu_only and args.device != "cpu":
+        skipped.update({m: "ONNX Runtime / OpenVINO backends run on CPU only" for m in cpu_only})
+        methods = [m for m in methods if m not in cpu_only]
+    elif cpu_only:
+        from winnow.rerank.quantized import QUANTIZED_BACKENDS, backend_missing
+
+        for method in cpu_only:
+            backend = method.removeprefix("winnow-")
+            missing = backend_missing(backend, building=True) if backend in QUANTIZED_BACKENDS else None
+            try:
+                import onnx as _onnx  # noqa: F401
+                import onnxruntime  # noqa: F401
+            except ImportError as err:
+                missing = f"onnxruntime/onnx not importable ({err})"
+            if missing:
+                skipped[method] = missing
+                methods.remove(method)
     with tempfile.TemporaryDirectory(prefix="winnow-rerank-speed-") as tmp:
         tmp_path = Path(tmp)
         model, note = pick_model(args.model, tmp_path)
+        if args.max_length is None:
+            args.max_length = _model_max_length(model)
+        quantized_dir = args.quantized_dir or str(tmp_path / "quantized")
         sets: dict[str, dict[str, Any]] = {}
         for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
             print(f"building pairs for {name} ...", flush=True)
@@ -319,7 +394,8 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--worker", method, "--pairs-file", str(pairs_file)]
             cmd += ["--result", str(result), "--model", model, "--device", args.device]
             cmd += ["--threads", str(args.threads), "--max-length", str(args.max_length)]
-            cmd += ["--repeats", str(args.repeats)]
+            cmd += ["--repeats", str(args.repeats), "--quantized-dir", quantized_dir]
+            cmd += ["--calibration-pairs", str(args.calibration_pairs)]
             proc = subprocess.run(cmd, check=False)
             if proc.returncode != 0 or not result.is_file():
                 skipped[method] = f"worker failed with exit code {proc.returncode}"
@@ -383,9 +459,12 @@ def main() -> int:
         }
     import torch
 
+    from winnow.rerank.quantize_check import cpu_info
+
     report = {
         "device_name": device_name(args.device),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_info(),
         "torch": torch.__version__,
         "config": {
             "device": args.device,
@@ -396,6 +475,7 @@ def main() -> int:
             "depth": args.depth,
             "pairs_per_set": args.pairs,
             "repeats": args.repeats,
+            "calibration_pairs": args.calibration_pairs,
         },
         "sets": report_sets,
         "overall": overall,

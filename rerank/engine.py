@@ -25,6 +25,16 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from winnow.rerank.card import card_interpolation_weight, card_windows, read_card
 from winnow.rerank.models import model_load_error, read_model_json, resolve_model
+from winnow.rerank.quantized import (
+    INT8_BACKENDS,
+    QUANTIZED_BACKENDS,
+    artifact_dir,
+    artifact_path,
+    auto_backend,
+    backend_missing,
+    open_runner,
+    quantize,
+)
 from winnow.rerank.reading import Reading, Scored, reading_of
 from winnow.rerank.windows import PairTemplate, doc_budget, truncate_query, window_spans
 from winnow.retrieval.device import cpu_has_native_bf16, resolve_device
@@ -34,8 +44,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["BACKENDS", "CrossEncoderEngine", "pair_template", "resolve_dtype", "sigmoid"]
 
 # "torch" runs the transformers model; "onnx" exports it to ONNX and runs it with ONNX Runtime on CPU;
-# "onnx-int8" also quantises the exported weights to int8 (dynamic quantisation).
-BACKENDS = ("torch", "onnx", "onnx-int8")
+# "onnx-int8" also quantises the exported weights to int8 (dynamic quantisation); the quantised backends of
+# rerank.quantized run OpenVINO (fp32, NNCF int8) and ONNX Runtime static QDQ int8. "auto" (the default) runs
+# torch, except on CPU for a model whose card's quality check chose a quantised backend.
+BACKENDS = ("torch", "onnx", "onnx-int8", *QUANTIZED_BACKENDS)
 _ONNX_OPSET = 17
 
 _DTYPES: dict[str, torch.dtype] = {
@@ -156,11 +168,19 @@ class CrossEncoderEngine:
     :param trust_remote_code: allow custom model code from the model folder or hub repo.
     :param num_threads: calls ``torch.set_num_threads`` (process-wide) on load; None leaves torch's default.
         With an ONNX backend it also sets ONNX Runtime's intra-op threads (None: torch's thread count).
-    :param backend: ``"torch"``; ``"onnx"`` (export to ONNX on load, run with ONNX Runtime on CPU, fp32) or
-        ``"onnx-int8"`` (the same with dynamically quantised int8 weights). The ONNX backends need the
-        ``onnx`` extra (``onnxruntime``, ``onnx``) and run on CPU only.
-    :param onnx_dir: folder for the exported ``model.onnx`` (and ``model-int8.onnx``); files already there are
-        reused. None exports into a temporary folder on every load, removed once the session is open.
+    :param backend: ``"auto"`` (default): ``"torch"``, except on CPU for a model whose card records a passed
+        quality check (:mod:`rerank.quantize_check`) choosing a quantised backend, which then runs; when the
+        check failed or the chosen backend cannot run here, fp32 runs and :attr:`backend_note` says why.
+        ``"torch"``; ``"onnx"`` (export to ONNX on load, run with ONNX Runtime on CPU, fp32);
+        ``"onnx-int8"`` (the same with dynamically quantised int8 weights); ``"openvino"``,
+        ``"openvino-int8"``, ``"onnx-qdq-int8"`` (:mod:`rerank.quantized`; int8 needs a cached quantised model
+        or ``calibration_pairs``). ONNX backends need the ``onnx`` extra, OpenVINO ones ``cpu-int8``; all
+        run on CPU only.
+    :param onnx_dir: folder for the exported ``model.onnx`` and quantised files; files already there are
+        reused. None: the quantised backends use :func:`rerank.quantized.artifact_dir`; ``onnx`` and
+        ``onnx-int8`` export into a temporary folder on every load, removed once the session is open.
+    :param calibration_pairs: (query, document) pairs from the model's training data (never a test split) to
+        calibrate an int8 backend whose quantised model is not cached yet.
     """
 
     def __init__(
@@ -179,8 +199,9 @@ class CrossEncoderEngine:
         trust_remote_code: bool = False,
         num_threads: int | None = None,
         max_batch_tokens: int | None = None,
-        backend: str = "torch",
+        backend: str = "auto",
         onnx_dir: str | Path | None = None,
+        calibration_pairs: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise ValueError("model must be a non-empty str: a local folder, winnow short name or hub name")
@@ -198,13 +219,23 @@ class CrossEncoderEngine:
                 f"unknown activation {activation!r}; use None (raw logits), 'sigmoid', 'tanh' or 'model'"
             )
         backend = str(backend).strip().lower()
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-        self._backend = backend
+        if backend != "auto" and backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; use 'auto' or one of {', '.join(BACKENDS)}")
         self._onnx_dir = None if onnx_dir is None else Path(onnx_dir)
-        self._session: Any = None
+        self._calibration_pairs = None if calibration_pairs is None else [tuple(p) for p in calibration_pairs]
+        self._runner: Any = None
         self._onnx_inputs: tuple[str, ...] = ()
         self._model_name = model
+        self._card: dict[str, Any] | None = None
+        self._card_read = False
+        self._backend_note: str | None = None
+        if backend == "auto":
+            backend = "torch"
+            if resolve_device(device) == "cpu" and dtype in ("auto", "float32", "fp32", torch.float32):
+                backend, self._backend_note = auto_backend(self.card, _local_folder(model))
+                if self._backend_note:
+                    logger.warning("reranker %s %s", model, self._backend_note)
+        self._backend = backend
         if backend != "torch":
             if device not in (None, "cpu"):
                 raise ValueError(f"backend {backend!r} runs on CPU only; got device={device!r}")
@@ -232,8 +263,6 @@ class CrossEncoderEngine:
         self._default_activation = "sigmoid"
         self._use_token_types = False
         self._pad_id = 0
-        self._card: dict[str, Any] | None = None
-        self._card_read = False
         self._chars_per_token = _DEFAULT_CHARS_PER_TOKEN  # measured on the texts scored, for estimates
 
     # ------------------------------------------------------------------ properties
@@ -249,8 +278,14 @@ class CrossEncoderEngine:
 
     @property
     def backend(self) -> str:
-        """``"torch"``, ``"onnx"`` or ``"onnx-int8"``."""
+        """The backend that runs: ``"torch"`` or one of the CPU backends of :data:`BACKENDS`."""
         return self._backend
+
+    @property
+    def backend_note(self) -> str | None:
+        """Why ``backend="auto"`` runs fp32 for this model although it looked for a quantised backend (its
+        quality check failed, or the chosen backend cannot run here), else None. Also logged as a warning."""
+        return self._backend_note
 
     @property
     def dtype(self) -> torch.dtype:
@@ -341,16 +376,17 @@ class CrossEncoderEngine:
         max_length = self._resolve_max_length(config, tokenizer, sbert_config, template.num_special)
         model.to(self._device)
         model.eval()
-        if self._backend != "torch":
-            # the ONNX session replaces the torch model, whose weights are then freed
-            self._session, self._onnx_inputs = self._onnx_session(model, tokenizer)
-            model = self._session
-        self._num_labels = num_labels
-        self._default_activation = _saved_activation(config, st_config, num_labels)
         self._template = template
         self._max_length = max_length
         self._use_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if self._backend != "torch":
+            # the ONNX Runtime / OpenVINO runner replaces the torch model, whose weights are then freed
+            self._tokenizer = tokenizer
+            self._runner, self._onnx_inputs = self._onnx_session(model, tokenizer)
+            model = self._runner
+        self._num_labels = num_labels
+        self._default_activation = _saved_activation(config, st_config, num_labels)
         self._tokenizer = tokenizer
         self._model = model
         logger.info(
@@ -363,13 +399,20 @@ class CrossEncoderEngine:
         )
 
     def _onnx_session(self, model: Any, tokenizer: Any) -> tuple[Any, tuple[str, ...]]:
-        """Export ``model`` to ONNX (once per folder), quantise it for ``onnx-int8``, open a CPU session."""
+        """Export ``model`` to ONNX (once per folder), quantise it for int8 backends, open a CPU runner."""
         try:
             import onnxruntime as ort
         except ImportError as err:
             raise ImportError(
-                f"backend {self._backend!r} needs onnxruntime and onnx: pip install 'winnow[onnx]'"
+                f"backend {self._backend!r} needs onnxruntime and onnx: pip install 'winnow-rerank[onnx]'"
             ) from err
+        if self._backend in QUANTIZED_BACKENDS:
+            missing = backend_missing(self._backend)
+            if missing:
+                raise ImportError(missing)
+            folder = self._onnx_dir or artifact_dir(resolve_model(self._model_name))
+            folder.mkdir(parents=True, exist_ok=True)
+            return self._quantized_runner(model, tokenizer, folder)
         temp = None if self._onnx_dir is not None else tempfile.TemporaryDirectory(prefix="winnow-onnx-")
         try:
             folder = self._onnx_dir or Path(temp.name)  # type: ignore[union-attr]
@@ -379,10 +422,29 @@ class CrossEncoderEngine:
             if temp is not None:  # the session holds the model in memory; the files are no longer needed
                 temp.cleanup()
 
-    def _onnx_export_and_open(
-        self, ort: Any, model: Any, tokenizer: Any, folder: Path
-    ) -> tuple[Any, tuple[str, ...]]:
-        """Export to ``folder/model.onnx`` unless present (and quantise for int8), then open the session."""
+    def _quantized_runner(self, model: Any, tokenizer: Any, folder: Path) -> tuple[Any, tuple[str, ...]]:
+        """Export to ``folder/model.onnx`` unless present, quantise (calibrating on ``calibration_pairs``)
+        unless the quantised model is cached, then open it."""
+        fp32 = self._export_onnx(model, tokenizer, folder)
+        path = artifact_path(folder, self._backend)
+        if self._backend in INT8_BACKENDS and not path.is_file():
+            if not self._calibration_pairs:
+                raise ValueError(
+                    f"backend {self._backend!r}: no quantised model at {path}; pass calibration_pairs (pairs "
+                    "from the model's training data, never a test split) or run "
+                    "python -m winnow.rerank.quantize_check"
+                )
+            feeds = self._model_inputs(self._calibration_pairs)
+            record = {
+                "model": Path(self._model_name).name,
+                "pairs": len(self._calibration_pairs),
+                "max_length": self._max_length,
+            }
+            quantize(self._backend, fp32, path, feeds, record)
+        return open_runner(self._backend, path, self._num_threads or torch.get_num_threads())
+
+    def _export_onnx(self, model: Any, tokenizer: Any, folder: Path) -> Path:
+        """Export ``model`` to ``folder/model.onnx`` unless that file exists; its path."""
         fp32 = folder / "model.onnx"
         names = ["input_ids", "attention_mask"]
         if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
@@ -408,6 +470,13 @@ class CrossEncoderEngine:
                     dynamo=False,
                 )
             logger.info("exported %s to %s", self._model_name, fp32)
+        return fp32
+
+    def _onnx_export_and_open(
+        self, ort: Any, model: Any, tokenizer: Any, folder: Path
+    ) -> tuple[Any, tuple[str, ...]]:
+        """Export to ``folder/model.onnx`` unless present (and quantise for int8), then open the session."""
+        fp32 = self._export_onnx(model, tokenizer, folder)
         path = fp32
         if self._backend == "onnx-int8":
             path = folder / "model-int8.onnx"
@@ -421,7 +490,7 @@ class CrossEncoderEngine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         graph_inputs = tuple(i.name for i in session.get_inputs())
-        return session, graph_inputs
+        return (lambda feed: session.run(["logits"], feed)[0]), graph_inputs
 
     def _resolve_max_length(
         self, config: Any, tokenizer: Any, sbert_config: dict[str, Any], num_special: int
@@ -555,6 +624,28 @@ class CrossEncoderEngine:
                 )
         return self._activate(scores).astype(np.float32)
 
+    def model_inputs(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, np.ndarray]]:
+        """The model inputs scoring ``pairs`` runs (``input_ids``, ``attention_mask`` and, where the model
+        takes them, ``token_type_ids``), batch by batch, as numpy arrays: what int8 calibration feeds it."""
+        self.load()
+        return self._model_inputs(pairs)
+
+    def _model_inputs(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, np.ndarray]]:
+        queries, query_of, documents = _checked_pairs(pairs)
+        query_ids = [self._truncated_query(ids) for ids in self._tokenize(queries)]
+        cap = self._max_document_chars()
+        if cap is not None:
+            documents = [_clip(doc, cap, tail=self.windows) for doc in documents]
+        rows, _ = self._build_rows(query_ids, query_of, self._tokenize(documents))
+        feeds = []
+        for batch in self._batches([len(ids) for ids, _ in rows]):
+            input_ids, attention_mask, token_types = self._collate([rows[i] for i in batch])
+            feed = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
+            if token_types is not None:
+                feed["token_type_ids"] = token_types.cpu().numpy()
+            feeds.append(feed)
+        return feeds
+
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         with self._tokenizer_lock:
             encoded = self._tokenizer(
@@ -675,9 +766,9 @@ class CrossEncoderEngine:
         kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        if self._session is not None:
+        if self._runner is not None:
             feed = {name: kwargs[name].numpy() for name in self._onnx_inputs}
-            logits = torch.from_numpy(self._session.run(["logits"], feed)[0])
+            logits = torch.from_numpy(self._runner(feed))
         else:
             logits = self._model(**kwargs).logits
         if logits.shape[-1] == 2:  # (not relevant, relevant): log-odds of relevant = softmax[:, 1] logit
@@ -698,6 +789,15 @@ class CrossEncoderEngine:
             f"dtype={str(self._dtype).removeprefix('torch.')}, backend={self._backend!r}, "
             f"windows={self.windows}, loaded={self.is_loaded})"
         )
+
+
+def _local_folder(model: str) -> str | None:
+    """The local folder ``model`` resolves to, or None (a hub name, or nothing found)."""
+    try:
+        path = resolve_model(model)
+    except ValueError:
+        return None
+    return path if Path(path).is_dir() else None
 
 
 def _check_positive(name: str, value: int | None) -> None:
