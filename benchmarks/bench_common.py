@@ -1,9 +1,11 @@
-"""What the benchmark scripts share: the machine's name and the reranker model they time."""
+"""What the benchmark scripts share: the machine's name and features, and the reranker model they time."""
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # A partially trained cross-encoder from an earlier CPU run, used when winnow-general is not installed.
@@ -19,6 +21,58 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# /proc/cpuinfo flags worth reporting for vector search and inference, and the name each is shown under
+ISA_FLAGS = {
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512F",
+    "avx512bw": "AVX-512BW",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "amx_tile": "AMX",
+    "amx_bf16": "AMX-BF16",
+    "amx_int8": "AMX-INT8",
+}
+
+
+def cpu_features() -> dict[str, Any]:
+    """The CPU's name, logical and physical cores, and which ``ISA_FLAGS`` it has (``/proc/cpuinfo``;
+    flags and physical cores are ``None`` where that file is missing)."""
+    flags: set[str] | None = None
+    physical: set[tuple[str, str]] = set()
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        info = ""
+    package = core = ""
+    for line in info.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "flags" and flags is None:
+            flags = set(value.split())
+        elif key == "physical id":
+            package = value
+        elif key == "core id":
+            core = value
+            physical.add((package, core))
+    return {
+        "name": cpu_name(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": len(physical) or None,
+        "isa": None if flags is None else {label: flag in flags for flag, label in ISA_FLAGS.items()},
+    }
+
+
+def isa_summary(features: dict[str, Any]) -> str:
+    """``features``' ISA flags in a line: those present, then those absent."""
+    isa = features.get("isa")
+    if not isa:
+        return "ISA flags unknown"
+    has = [label for label, present in isa.items() if present]
+    lacks = [label for label, present in isa.items() if not present]
+    return f"has {', '.join(has) or 'none of them'}; lacks {', '.join(lacks) or 'none'}"
 
 
 def device_name(device: str) -> str:
