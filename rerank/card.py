@@ -116,8 +116,9 @@ def first_stage_only_reason(card: dict[str, Any] | None, model: str) -> str | No
     section = (card or {}).get("interpolation") or {}
     where = section.get("split") or "its tuning queries"
     return (
-        f"reranker {model}: its model card sets interpolation weight 0 (on {where} no weight beat the "
-        "first stage without a significant loss somewhere), so results keep the first stage's order. "
+        f"reranker {model}: its model card sets interpolation weight 0 (on {where} no weight gave a "
+        "measurable gain over the first stage without a significant loss somewhere), so results keep the "
+        "first stage's order. "
         "Fine-tune a model for your domain (winnow finetune --dataset YOUR_BEIR_DIR --base " + model + ") "
         "or name another reranker; to rerank with this one anyway, pass an interpolation weight."
     )
@@ -211,6 +212,14 @@ def _write_readme_summary(out_dir: Path, card: dict[str, Any]) -> None:
             lines.append(
                 f"  - {name} ({row['queries']} queries): first stage {row['first_stage']}, with the defaults "
                 f"{row['ndcg']} ({row['change']:+.4f}, p = {row['p_value']})"
+            )
+        best = defaults.get("best_reranking")
+        if defaults["weight"] == 0.0 and best:  # what reranking would have given, and why it was not taken
+            lines.append(
+                f"  - the best choice that reranks ({'windows' if best['windows'] else 'truncation'}, depth "
+                f"{best['depth']}, weight {best['weight']}) changed nDCG@10 by {best['mean_change']:+.4f} on "
+                f"average (pooled p = {best['pooled_gain_p']}): no measurable gain, so the first stage's "
+                "order is kept"
             )
     elif interpolation and interpolation.get("split"):
         lines.append(

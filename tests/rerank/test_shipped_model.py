@@ -44,7 +44,16 @@ def test_card_records_command_recipe_and_a_valid_interpolation_weight(model_dir)
     assert "train_general.py" in card["command"]
     assert card["recipe"]["batch_size"] == 16
     weight = card_interpolation_weight(card)
-    assert weight is not None and 0.0 < weight < 1.0
+    assert weight is not None and 0.0 <= weight < 1.0
+    # the weight was chosen across sets the model never trained on, never a test split, and says how
+    defaults = card["defaults"]
+    assert defaults["weight"] == weight and "test" not in card["interpolation"]["split"]
+    assert "pooled" in defaults["rule"] and len(defaults["sets"]) >= 5
+    if weight == 0.0:  # the best configuration that reranks is on record, with why it was not taken
+        assert (
+            defaults["best_reranking"]["pooled_gain_p"] >= 0.05
+            or defaults["best_reranking"]["mean_change"] <= 0
+        )
 
 
 def test_card_holds_no_machine_paths(model_dir) -> None:
