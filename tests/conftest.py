@@ -154,3 +154,19 @@ def write_tiny_beir(root: Path) -> Path:
 def tiny_beir_dir(tmp_path: Path) -> Path:
     """A tiny synthetic BEIR folder (30 documents, 12 queries, split ``test``): see ``write_tiny_beir``."""
     return write_tiny_beir(tmp_path / "tinybeir")
+
+
+@pytest.fixture()
+def bm25_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many passages each BM25 build tokenised (a loaded BM25 builds nothing)."""
+    from winnow.retrieval import bm25_index
+
+    calls: list[int] = []
+    real = bm25_index.build_bm25
+
+    def spy(passages, **kwargs):
+        calls.append(len(passages))
+        return real(passages, **kwargs)
+
+    monkeypatch.setattr(bm25_index, "build_bm25", spy)
+    return calls

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from winnow.indexes import DocumentRecord, WinnowIndex, read_manifest
-from winnow.retrieval import bm25_index
 from winnow.retrieval.bm25_index import BM25_FOLDER, bm25_for_index, keep_bm25
 
 TEXTS = {
@@ -17,19 +16,6 @@ TEXTS = {
     "debt": "Long-term debt covenants require a leverage ratio below 3.5.",
     "gas": "The city council banned gas stoves in newly constructed homes starting 2025.",
 }
-
-
-@pytest.fixture()
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    real = bm25_index.build_bm25
-
-    def spy(passages, **kwargs):
-        calls.append(len(passages))
-        return real(passages, **kwargs)
-
-    monkeypatch.setattr(bm25_index, "build_bm25", spy)
-    return calls
 
 
 @pytest.fixture()
@@ -41,19 +27,19 @@ def saved(tmp_path: Path) -> Path:
     return tmp_path / "idx"
 
 
-def test_a_write_by_another_opener_makes_the_saved_bm25_stale(saved: Path, builds: list[int]) -> None:
+def test_a_write_by_another_opener_makes_the_saved_bm25_stale(saved: Path, bm25_builds: list[int]) -> None:
     assert [h.id for h in bm25_for_index(WinnowIndex.load(saved)).retrieve("gas stoves", 1)] == ["gas"]
-    assert builds == []  # loaded, not built
+    assert bm25_builds == []  # loaded, not built
 
     writer = WinnowIndex.load(saved)
     writer.add_records([DocumentRecord("zorb", "the zorblaxitude of dividends")])  # a row, in place
     reader = WinnowIndex.load(saved, read_only=True)
     assert reader.on_disk() is None
     assert [h.id for h in bm25_for_index(reader).retrieve("zorblaxitude", 1)] == ["zorb"]
-    assert builds == [4]  # rebuilt: the saved one predates the write
+    assert bm25_builds == [4]  # rebuilt: the saved one predates the write
 
     writer.compact()  # writes a current BM25 with the new snapshot
     assert BM25_FOLDER in (read_manifest(saved).attachments or {})
-    builds.clear()
+    bm25_builds.clear()
     fresh = WinnowIndex.load(saved, read_only=True)
-    assert [h.id for h in bm25_for_index(fresh).retrieve("zorblaxitude", 1)] == ["zorb"] and builds == []
+    assert [h.id for h in bm25_for_index(fresh).retrieve("zorblaxitude", 1)] == ["zorb"] and bm25_builds == []

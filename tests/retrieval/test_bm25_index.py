@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from winnow.indexes import DocumentRecord, WinnowIndex, read_manifest, verify_index
-from winnow.retrieval import bm25_index
 from winnow.retrieval.bm25 import BM25Retriever
 from winnow.retrieval.bm25_index import BM25_FOLDER, bm25_for_index, keep_bm25, table_passages
 
@@ -22,20 +21,6 @@ TEXTS = {
     "gas": "The city council banned gas stoves in newly constructed homes starting 2025.",
 }
 QUERIES = ["revenue increase", "gas stoves", "vaccine chip", "leverage debt"]
-
-
-@pytest.fixture()
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many passages each BM25 build tokenised (a loaded BM25 builds nothing)."""
-    calls: list[int] = []
-    real = bm25_index.build_bm25
-
-    def spy(passages, **kwargs):
-        calls.append(len(passages))
-        return real(passages, **kwargs)
-
-    monkeypatch.setattr(bm25_index, "build_bm25", spy)
-    return calls
 
 
 def _index(texts: dict[str, str]) -> WinnowIndex:
@@ -54,7 +39,7 @@ def _fresh(index: WinnowIndex) -> BM25Retriever:
 
 
 def test_winnow_index_saves_bm25_and_search_loads_it(
-    tmp_path: Path, tiny_bi_encoder_path: str, builds: list[int], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tiny_bi_encoder_path: str, bm25_builds: list[int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from winnow.api.cli import main
 
@@ -69,33 +54,35 @@ def test_winnow_index_saves_bm25_and_search_loads_it(
     assert f"{BM25_FOLDER}/params.index.json" in bm25_files and f"{BM25_FOLDER}/doc_ids.json" in bm25_files
     assert all((out / f).is_file() for f in bm25_files) and BM25_FOLDER in manifest.attachments
     assert verify_index(out).ok
-    builds.clear()
+    bm25_builds.clear()
     capsys.readouterr()
 
     assert main(["search", "--index", str(out), "--first-stage", "bm25", "--json", "gas stoves"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["id"] == "gas"
     index = WinnowIndex.load(out)
     assert _ranking(bm25_for_index(index)) == _ranking(_fresh(index))
-    assert builds == []  # neither the search nor the load above tokenised the corpus
+    assert bm25_builds == []  # neither the search nor the load above tokenised the corpus
 
 
-def test_a_saved_bm25_is_loaded_cached_and_rebuilt_after_a_write(tmp_path: Path, builds: list[int]) -> None:
+def test_a_saved_bm25_is_loaded_cached_and_rebuilt_after_a_write(
+    tmp_path: Path, bm25_builds: list[int]
+) -> None:
     keep_bm25(_index(TEXTS)).save(tmp_path / "idx")
-    assert builds == [4]  # built once, at the save
+    assert bm25_builds == [4]  # built once, at the save
     index = WinnowIndex.load(tmp_path / "idx")
     first = bm25_for_index(index)
-    assert bm25_for_index(index) is first and builds == [4]
+    assert bm25_for_index(index) is first and bm25_builds == [4]
 
     index.upsert_records([DocumentRecord("zebra", "a zebra crossing")], np.ones((1, 4), np.float32))
     hits = bm25_for_index(index).retrieve("zebra", 1)
-    assert [h.id for h in hits] == ["zebra"] and builds == [4, 5]  # found straight after the write
+    assert [h.id for h in hits] == ["zebra"] and bm25_builds == [4, 5]  # found straight after the write
     index.save(tmp_path / "idx")
-    assert builds == [4, 5]  # the save wrote the current BM25, without rebuilding it
+    assert bm25_builds == [4, 5]  # the save wrote the current BM25, without rebuilding it
     again = bm25_for_index(WinnowIndex.load(tmp_path / "idx"))
-    assert [h.id for h in again.retrieve("zebra", 1)] == ["zebra"] and builds == [4, 5]
+    assert [h.id for h in again.retrieve("zebra", 1)] == ["zebra"] and bm25_builds == [4, 5]
 
 
-def test_a_stale_bm25_is_rebuilt(tmp_path: Path, builds: list[int]) -> None:
+def test_a_stale_bm25_is_rebuilt(tmp_path: Path, bm25_builds: list[int]) -> None:
     keep_bm25(_index(dict(list(TEXTS.items())[:3]))).save(tmp_path / "old")
     keep_bm25(_index(TEXTS)).save(tmp_path / "idx")
     # leave the older table's BM25 in place, as a writer that changed the table without it would
@@ -111,27 +98,27 @@ def test_a_stale_bm25_is_rebuilt(tmp_path: Path, builds: list[int]) -> None:
     new.attachments = old.attachments
     (tmp_path / "idx" / "manifest.json").write_text(new.to_json(), encoding="utf-8")
     assert verify_index(tmp_path / "idx").ok  # intact files, but built from another table
-    builds.clear()
+    bm25_builds.clear()
 
     index = WinnowIndex.load(tmp_path / "idx")
     retriever = bm25_for_index(index)
-    assert builds == [4] and _ranking(retriever) == _ranking(_fresh(index))
+    assert bm25_builds == [4] and _ranking(retriever) == _ranking(_fresh(index))
     assert retriever.retrieve("gas stoves", 1)[0].id == "gas"
 
 
-def test_an_index_without_bm25_opens_rebuilds_and_saves_it(tmp_path: Path, builds: list[int]) -> None:
+def test_an_index_without_bm25_opens_rebuilds_and_saves_it(tmp_path: Path, bm25_builds: list[int]) -> None:
     _index(TEXTS).save(tmp_path / "idx")  # as saved before BM25 lived with the index
     assert not (tmp_path / "idx" / BM25_FOLDER).exists()
     index = WinnowIndex.load(tmp_path / "idx")
-    assert _ranking(bm25_for_index(index)) == _ranking(_fresh(index)) and builds == [4]
+    assert _ranking(bm25_for_index(index)) == _ranking(_fresh(index)) and bm25_builds == [4]
     index.save(tmp_path / "idx")  # a writable owner (the REST service's snapshot) saves it again
-    assert builds == [4] and (tmp_path / "idx" / BM25_FOLDER).is_dir()
+    assert bm25_builds == [4] and (tmp_path / "idx" / BM25_FOLDER).is_dir()
     bm25_for_index(WinnowIndex.load(tmp_path / "idx"))
-    assert builds == [4]
+    assert bm25_builds == [4]
 
 
 def test_verify_flags_a_damaged_bm25_file_which_is_then_rebuilt(
-    tmp_path: Path, builds: list[int], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, bm25_builds: list[int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from winnow.api.cli import main
 
@@ -143,10 +130,10 @@ def test_verify_flags_a_damaged_bm25_file_which_is_then_rebuilt(
     assert list(verify_index(tmp_path / "idx").problems) == [f"{BM25_FOLDER}/data.csc.index.npy"]
     assert main(["index", "--verify", str(tmp_path / "idx")]) == 2
     assert "data.csc.index.npy" in capsys.readouterr().out
-    builds.clear()
+    bm25_builds.clear()
 
     index = WinnowIndex.load(tmp_path / "idx")  # derived data: the index still opens
-    assert _ranking(bm25_for_index(index)) == _ranking(_fresh(index)) and builds == [4]
+    assert _ranking(bm25_for_index(index)) == _ranking(_fresh(index)) and bm25_builds == [4]
 
 
 def test_an_empty_index_saves_no_bm25(tmp_path: Path) -> None:
