@@ -109,7 +109,10 @@ def run_quickstart(
         keep_first_stage=note is not None,
     )
     metrics = _summarise_metrics(qrels, first_run, rerank_run, say=say)
-    say(f"reranker used: {reranker_label}")
+    if note is None:
+        say(f"reranker used: {reranker_label}")
+    else:  # the card keeps the first stage's order: the model was loaded but never scored a pair
+        say(f"reranker used: none ({reranker_label}'s card keeps the first stage's order, see the note)")
     return {
         "reranker": reranker_label,
         "reranker_note": reranker_note + (f" {note}" if note else ""),

@@ -122,6 +122,17 @@ def test_quickstart_prints_both_stages_and_names_the_reranker(tmp_path, capsys, 
     assert "nDCG@10" in out
 
 
+@pytest.mark.integration
+def test_quickstart_with_a_weight_zero_card_says_no_reranker_ran(tmp_path, capsys, tiny_cross_encoder_path):
+    from tests.rerank.helpers import model_with_card
+
+    model = model_with_card(tiny_cross_encoder_path, tmp_path / "m", {"interpolation": {"weight": 0.0}})
+    assert main(["quickstart", "--reranker", model, "--index-dir", str(tmp_path / "qs")]) == 0
+    out = capsys.readouterr().out
+    assert "note: reranker" in out and "winnow finetune" in out
+    assert "reranker used: none (" in out and "keeps the first stage's order" in out
+
+
 def test_eval_end_to_end_writes_report_runs_and_compares(
     tmp_path, capsys, tiny_beir_dir, tiny_cross_encoder_path
 ):
