@@ -187,6 +187,83 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------- GEMM probe
+def gemm_probe(threads: int, m: int = 2048, k: int = 384, n: int = 1536, iters: int = 10) -> dict[str, Any]:
+    """Raw matrix-product throughput (GFLOP/s) of this CPU at a MiniLM feed-forward shape (``m`` tokens x
+    ``k`` x ``n``): ONNX Runtime fp32 ``MatMul`` and int8 ``MatMulInteger`` (uint8 x int8, what quantised
+    rerankers run), torch fp32 and bf16. The int8 / fp32 ratio bounds what any int8 path can gain on this
+    CPU: without VNNI/AMX it is about 1."""
+    import numpy as np
+    import torch
+
+    def best_seconds(call: Any) -> float:
+        call()
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                call()
+            best = min(best, (time.perf_counter() - t0) / iters)
+        return best
+
+    flop = 2 * m * k * n
+    out: dict[str, Any] = {"shape": [m, k, n], "threads": threads}
+    rng = np.random.default_rng(0)
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        for kind, op, (ta, tb, ty), feed in (
+            (
+                "ort_fp32",
+                "MatMul",
+                (TensorProto.FLOAT,) * 3,
+                {"a": rng.random((m, k), dtype=np.float32), "b": rng.random((k, n), dtype=np.float32)},
+            ),
+            (
+                "ort_int8",
+                "MatMulInteger",
+                (TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32),
+                {
+                    "a": rng.integers(0, 255, (m, k), dtype=np.uint8),
+                    "b": rng.integers(-127, 127, (k, n), dtype=np.int8),
+                },
+            ),
+        ):
+            graph = helper.make_graph(
+                [helper.make_node(op, ["a", "b"], ["y"])],
+                kind,
+                [
+                    helper.make_tensor_value_info("a", ta, [m, k]),
+                    helper.make_tensor_value_info("b", tb, [k, n]),
+                ],
+                [helper.make_tensor_value_info("y", ty, [m, n])],
+            )
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            session = ort.InferenceSession(
+                helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
+            out[f"{kind}_gflops"] = round(
+                flop / best_seconds(lambda s=session, f=feed: s.run(None, f)) / 1e9, 1
+            )
+        out["ort_int8_over_fp32"] = round(out["ort_int8_gflops"] / out["ort_fp32_gflops"], 2)
+    except ImportError as err:
+        out["ort"] = f"not measured: {err}"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for dtype in (torch.float32, torch.bfloat16):
+            a, b = torch.rand(m, k, dtype=dtype), torch.rand(k, n, dtype=dtype)
+            name = f"torch_{str(dtype).removeprefix('torch.')}_gflops"
+            out[name] = round(flop / best_seconds(lambda a=a, b=b: a @ b) / 1e9, 1)
+    finally:
+        torch.set_num_threads(previous)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- parent
 def _build_set(name: str, n_pairs: int, depth: int, split: str) -> dict[str, Any]:
     """The first queries of ``name``'s ``split`` times their BM25 top ``depth`` documents (~``n_pairs``)."""
@@ -264,6 +341,16 @@ def _markdown(report: dict[str, Any]) -> str:
         f"CPU: {cpu['name']}, {cpu['cores']} logical cores; {flags}.",
         "",
     ]
+    gemm = cpu.get("gemm") or {}
+    if "torch_float32_gflops" in gemm:
+        lines += [
+            f"Raw matrix products ({' x '.join(map(str, gemm['shape']))}, {gemm['threads']} threads, "
+            "GFLOP/s): "
+            f"ONNX Runtime fp32 {gemm.get('ort_fp32_gflops', '-')}, int8 {gemm.get('ort_int8_gflops', '-')} "
+            f"(int8 / fp32 = {gemm.get('ort_int8_over_fp32', '-')}: the most any int8 path can gain here); "
+            f"torch fp32 {gemm['torch_float32_gflops']}, bf16 {gemm['torch_bfloat16_gflops']}.",
+            "",
+        ]
     for name, s in report["sets"].items():
         lines += [
             f"## {name} ({s['split']}): {s['pairs']} pairs, {s['queries']} queries x BM25 top "
@@ -464,7 +551,7 @@ def main() -> int:
     report = {
         "device_name": device_name(args.device),
         "cpu_count": os.cpu_count(),
-        "cpu": cpu_info(),
+        "cpu": {**cpu_info(), "gemm": gemm_probe(args.threads) if args.device == "cpu" else None},
         "torch": torch.__version__,
         "config": {
             "device": args.device,
