@@ -420,6 +420,9 @@ def main() -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--calibration-pairs", type=int, default=256, help="int8 calibration (training data)")
     parser.add_argument(
+        "--emulated-bf16", action="store_true", help="time winnow-torch-bf16 on a CPU without native bf16 too"
+    )
+    parser.add_argument(
         "--quantized-dir",
         default=None,
         help="keep exported/quantised models here (default: a temporary folder)",
@@ -441,6 +444,15 @@ def main() -> int:
         except ImportError as err:
             skipped["haystack"] = f"sentence-transformers-haystack not importable ({err})"
             methods.remove("haystack")
+    if args.device == "cpu" and "winnow-torch-bf16" in methods and not args.emulated_bf16:
+        from winnow.retrieval.device import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():  # slow when emulated, and never winnow's choice
+            skipped["winnow-torch-bf16"] = (
+                "this CPU has no native bf16 (AVX512-BF16/AMX): torch emulates it (see the GEMM probe's bf16 "
+                "figure) and winnow's dtype='auto' runs fp32 here; --emulated-bf16 times it anyway"
+            )
+            methods.remove("winnow-torch-bf16")
     cpu_only = [m for m in methods if m.startswith(CPU_ONLY)]
     if cpu_only and args.device != "cpu":
         skipped.update({m: "ONNX Runtime / OpenVINO backends run on CPU only" for m in cpu_only})
