@@ -502,6 +502,14 @@ class Readiness(BaseModel):
     vectors: int | None = None
     embedder: str | None = None
     reranker: str | None = None
+    reranker_backend: str | None = Field(
+        None, description="the reranker's runtime: torch, or a CPU backend (onnx*, openvino*)"
+    )
+    reranker_backend_note: str | None = Field(
+        None,
+        description="set when the reranker runs fp32 although the default (auto) looked for the quantised "
+        "backend its model card's quality check chose: why (the check failed, or it cannot run here)",
+    )
     reranker_note: str | None = Field(
         None,
         description="set when /search keeps the first stage's order although a reranker is loaded (its model "

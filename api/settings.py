@@ -45,6 +45,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# the values of winnow.api.cli.options.RERANK_BACKENDS (a test keeps the two alike)
+RerankBackend = Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "onnx-qdq-int8"]
+
+
 class _ConfigFileSource(PydanticBaseSettingsSource):
     """The config file named by ``load_settings(config_file=...)`` or ``WINNOW_CONFIG``."""
 
@@ -83,10 +87,12 @@ class WinnowSettings(BaseSettings):
         description="cross-encoder path or name; 'none': first stage only, no rerank routes",
     )
     device: str | None = Field(None, description="cuda, mps or cpu (default: the best available)")
-    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch",
-        description="reranker runtime: torch, or ONNX Runtime on CPU (onnx: same scores; onnx-int8: about 2x "
-        "faster, reorders near-ties; check its nDCG first)",
+    backend: RerankBackend = Field(
+        "auto",
+        description="reranker runtime. auto: on CPU the quantised backend the model's own quality check "
+        "chose (model card), else torch fp32, with the reason in /ready; torch; or on CPU onnx (same "
+        "scores), onnx-int8 (dynamic int8, unchecked: reorders near-ties), openvino, openvino-int8, "
+        "onnx-qdq-int8",
     )
     windows: bool | None = Field(
         None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ from winnow.rerank.quantized import (
     artifact_path,
     auto_backend,
     backend_missing,
+    drop_stale_artifacts,
+    fp32_was_fastest,
     open_runner,
     quantize,
 )
@@ -232,9 +235,14 @@ class CrossEncoderEngine:
         if backend == "auto":
             backend = "torch"
             if resolve_device(device) == "cpu" and dtype in ("auto", "float32", "fp32", torch.float32):
-                backend, self._backend_note = auto_backend(self.card, _local_folder(model))
-                if self._backend_note:
-                    logger.warning("reranker %s %s", model, self._backend_note)
+                backend, self._backend_note = auto_backend(
+                    self.card,
+                    _local_folder(model),
+                    native_bf16=dtype == "auto" and cpu_has_native_bf16(),
+                )
+                if self._backend_note:  # warn when int8 failed or cannot run; fp32 chosen for speed: info
+                    log = logger.info if fp32_was_fastest(self.card) else logger.warning
+                    log("reranker %s %s", model, self._backend_note)
         self._backend = backend
         if backend != "torch":
             if device not in (None, "cpu"):
@@ -446,6 +454,7 @@ class CrossEncoderEngine:
     def _export_onnx(self, model: Any, tokenizer: Any, folder: Path) -> Path:
         """Export ``model`` to ``folder/model.onnx`` unless that file exists; its path."""
         fp32 = folder / "model.onnx"
+        drop_stale_artifacts(folder, _local_folder(self._model_name))
         names = ["input_ids", "attention_mask"]
         if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
             names.append("token_type_ids")
@@ -458,17 +467,24 @@ class CrossEncoderEngine:
                 model.set_attn_implementation("eager")  # traces to plain ops; SDPA's shortcuts do not
             dynamic = {name: {0: "batch", 1: "sequence"} for name in names}
             dynamic["logits"] = {0: "batch"}
-            with torch.no_grad():
-                torch.onnx.export(
-                    model,
-                    example,
-                    str(fp32),
-                    input_names=names,
-                    output_names=["logits"],
-                    dynamic_axes=dynamic,
-                    opset_version=_ONNX_OPSET,
-                    dynamo=False,
-                )
+            # written under another name and renamed when whole: a process opening the folder meanwhile
+            # never reads half a file, and a crash leaves no model.onnx behind
+            partial = fp32.with_name(f".{fp32.name}.{os.getpid()}.partial")
+            try:
+                with torch.no_grad():
+                    torch.onnx.export(
+                        model,
+                        example,
+                        str(partial),
+                        input_names=names,
+                        output_names=["logits"],
+                        dynamic_axes=dynamic,
+                        opset_version=_ONNX_OPSET,
+                        dynamo=False,
+                    )
+                os.replace(partial, fp32)
+            finally:
+                partial.unlink(missing_ok=True)
             logger.info("exported %s to %s", self._model_name, fp32)
         return fp32
 

@@ -45,6 +45,8 @@ __all__ = [
     "auto_backend",
     "backend_missing",
     "cpu_int8_dot",
+    "drop_stale_artifacts",
+    "fp32_was_fastest",
     "open_runner",
     "read_calibration",
     "quantize",
@@ -101,6 +103,38 @@ def artifact_path(folder: Path, backend: str) -> Path:
     if backend not in _FILES:
         raise ValueError(f"no quantised artifact for backend {backend!r}; use one of {QUANTIZED_BACKENDS}")
     return folder / _FILES[backend]
+
+
+SOURCE_FILE = "source.json"  # in an artifact folder: the sha256 of the weights its files were built from
+_BUILT_FILES = (*_FILES.values(), "openvino-int8.bin", "model-int8.onnx")
+
+
+def drop_stale_artifacts(folder: Path, model_path: str | os.PathLike[str] | None) -> list[str]:
+    """Delete the exported and quantised files in ``folder`` unless ``SOURCE_FILE`` says they were built from
+    the weights now in ``model_path`` (a model retrained into the same folder must not run its old export),
+    then record those weights; the names deleted. Only winnow's own file names are touched."""
+    if model_path is None or not Path(model_path).is_dir():
+        return []
+    from winnow.rerank.card import weights_sha256
+
+    digest = weights_sha256(model_path)
+    record = folder / SOURCE_FILE
+    try:
+        built_from = json.loads(record.read_text(encoding="utf-8")).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        built_from = None
+    dropped: list[str] = []
+    if built_from != digest:
+        for name in _BUILT_FILES:
+            for path in (folder / name, folder / f"{name}.calibration.json"):
+                if path.is_file():
+                    path.unlink()
+                    dropped.append(path.name)
+        if dropped:
+            logger.warning("%s: dropped %s, built from other weights than %s", folder, dropped, model_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"weights_sha256": digest}) + "\n", encoding="utf-8")
+    return dropped
 
 
 def read_calibration(path: Path) -> dict[str, Any] | None:
@@ -290,11 +324,25 @@ def _int8_slow_here(chosen: str, section: dict[str, Any]) -> str | None:
     return "this CPU has no int8 dot-product instructions (VNNI/AMX), where int8 runs slower than fp32"
 
 
-def auto_backend(card: dict[str, Any] | None, model_path: str | None) -> tuple[str, str | None]:
+def fp32_was_fastest(card: dict[str, Any] | None) -> bool:
+    """Whether the card's quality check kept fp32 only for speed: some quantised backend kept nDCG@10, none
+    was faster than fp32 on the CPU that ran the check. fp32 is then the right choice, not a fallback."""
+    section = (card or {}).get(CHECK_SECTION)
+    if not isinstance(section, dict) or section.get("default") in QUANTIZED_BACKENDS:
+        return False
+    candidates = section.get("candidates") or {}
+    return any(isinstance(r, dict) and r.get("passed") for r in candidates.values())
+
+
+def auto_backend(
+    card: dict[str, Any] | None, model_path: str | None, *, native_bf16: bool = False
+) -> tuple[str, str | None]:
     """The CPU backend ``backend="auto"`` runs for a model, and why it runs fp32 when its card's quality check
     did not clear an int8 backend or that backend cannot run here (None: nothing to report).
 
-    A model whose card records no check runs fp32 (``torch``) without a note: that is the exact path."""
+    A model whose card records no check runs fp32 (``torch``) without a note: that is the exact path.
+    ``native_bf16``: torch would run bf16 here (a CPU with AVX512-BF16/AMX, dtype "auto"), which beats a
+    checked fp32 backend (OpenVINO fp32), so ``torch`` runs then; an int8 choice still stands."""
     section = (card or {}).get(CHECK_SECTION)
     if not isinstance(section, dict):
         return "torch", None
@@ -302,6 +350,8 @@ def auto_backend(card: dict[str, Any] | None, model_path: str | None) -> tuple[s
     if chosen not in QUANTIZED_BACKENDS:
         reason = section.get("reason") or "no int8 backend passed the model's quality check"
         return "torch", f"runs fp32: {reason}"
+    if native_bf16 and chosen not in INT8_BACKENDS:
+        return "torch", None
     slow = _int8_slow_here(chosen, section)
     if slow:
         return "torch", f"runs fp32: its quality check chose {chosen}, but {slow}"
@@ -311,7 +361,7 @@ def auto_backend(card: dict[str, Any] | None, model_path: str | None) -> tuple[s
     if model_path is None:
         return "torch", f"runs fp32: its quality check chose {chosen}, but the model is not a local folder"
     path = artifact_path(artifact_dir(model_path), chosen)
-    if not path.is_file():
+    if chosen in INT8_BACKENDS and not path.is_file():  # fp32 backends export on first use
         return "torch", (
             f"runs fp32: its quality check chose {chosen}, but the quantised model {path} is missing; "
             f"rebuild it with `{_CHECK_COMMAND}`"

@@ -7,11 +7,14 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from winnow.rerank.quantized import QUANTIZED_BACKENDS  # numpy only: keeps the CLI's start cheap
+
 if TYPE_CHECKING:
     from winnow.rerank.engine import CrossEncoderEngine
 
 __all__ = [
     "FACTORY_HELP",
+    "RERANK_BACKENDS",
     "add_common",
     "add_ray_options",
     "add_reranker_options",
@@ -24,6 +27,9 @@ __all__ = [
     "short",
     "weight",
 ]
+
+# --backend choices: "auto" picks per model (rerank.quantized.auto_backend), the others force a runtime
+RERANK_BACKENDS = ("auto", "torch", "onnx", "onnx-int8", *QUANTIZED_BACKENDS)
 
 FACTORY_HELP = (
     "faiss index factory string: Flat (exact), HNSW32, IVF4096,SQ8, IVF1024,PQ32 ... (default: Flat)"
@@ -66,9 +72,10 @@ def add_reranker_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backend",
-        choices=("torch", "onnx", "onnx-int8"),
-        default="torch",
-        help="reranker runtime (default torch; onnx and onnx-int8 run on CPU with ONNX Runtime)",
+        choices=RERANK_BACKENDS,
+        default="auto",
+        help="reranker runtime (default auto: on CPU the quantised backend the model's own quality check "
+        "chose, else torch fp32, and the log says why; onnx* and openvino* run on CPU)",
     )
 
 
@@ -145,7 +152,7 @@ def load_reranker(
         show_progress=show_progress,
         max_length=getattr(args, "max_length", None),
         windows=getattr(args, "windows", None),
-        backend=getattr(args, "backend", None) or "torch",
+        backend=getattr(args, "backend", None) or "auto",
     )
     engine.load()
     return engine

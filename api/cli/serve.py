@@ -8,7 +8,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from winnow.api.cli.options import add_common, int_at_least, positive_int
+from winnow.api.cli.options import RERANK_BACKENDS, add_common, int_at_least, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -58,9 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("torch", "onnx", "onnx-int8"),
+        choices=RERANK_BACKENDS,
         default=None,
-        help="reranker runtime (default torch; onnx and onnx-int8 run on CPU with ONNX Runtime)",
+        help="reranker runtime (default auto: on CPU the quantised backend the model's own quality check "
+        "chose, else torch fp32, and /ready says why; onnx* and openvino* run on CPU)",
     )
     p.add_argument(
         "--ray",

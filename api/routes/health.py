@@ -26,12 +26,15 @@ async def ready(request: Request):
     if not service.ready:
         return JSONResponse(Readiness(status="loading").model_dump(), status_code=503)
     documents, vectors = await run_in_threadpool(service.count)  # the table's lock: never on the event loop
+    engine = getattr(service, "engine", None)
     return Readiness(
         status="ready",
         documents=documents,
         vectors=vectors,
         embedder=service.embedder_name,
         reranker=service.reranker_name,
+        reranker_backend=None if engine is None else engine.backend,
+        reranker_backend_note=None if engine is None else engine.backend_note,
         reranker_note=None if service.searcher is None else service.searcher.first_stage_only,
     )
 

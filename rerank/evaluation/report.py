@@ -61,6 +61,9 @@ def build_report(
     per_query = {stage: per_query_metrics(run.qrels, runs[stage], qids) for stage in stages}
     metrics = {stage: stage_metrics(run.qrels, runs[stage], qids) for stage in stages}
     warnings: list[str] = []
+    backend_note = (run.reranker_info or {}).get("backend_note")
+    if backend_note:
+        warnings.append(f"the reranker {backend_note}")
     empty = sum(1 for q in qids if not run.first_stage[q])
     if empty:
         warnings.append(f"{empty} of {len(qids)} queries got no first-stage results; they count as 0")

@@ -382,4 +382,7 @@ def _resolve_reranker(reranker: str | Scorer | None, device: str | None) -> tupl
     windows = getattr(reranker, "windows", None)
     if isinstance(windows, bool):
         info["windows"] = windows
+    note = getattr(reranker, "backend_note", None)
+    if isinstance(note, str) and note:  # backend="auto" looked for a quantised backend and runs fp32: why
+        info["backend_note"] = note
     return reranker, info

@@ -15,7 +15,14 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from tests.rerank.helpers import model_with_card
 from winnow.rerank.engine import CrossEncoderEngine
 from winnow.rerank.quantize_check import CheckSet, beir_check_set, record_check, run_check
-from winnow.rerank.quantized import CHECK_SECTION, artifact_path, auto_backend, read_calibration
+from winnow.rerank.quantized import (
+    CHECK_SECTION,
+    SOURCE_FILE,
+    artifact_path,
+    auto_backend,
+    drop_stale_artifacts,
+    read_calibration,
+)
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -166,3 +173,57 @@ def test_auto_backend_keeps_fp32_where_int8_would_be_slow(
     assert backend == "torch" and "VNNI" in (note or "")
     monkeypatch.setenv("WINNOW_CPU_INT8", "1")
     assert auto_backend(measured_with_vnni, str(tmp_path)) == ("onnx-qdq-int8", None)
+
+
+def test_fp32_kept_for_speed_is_reported_but_not_warned(
+    scaled_model: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    check = {
+        "default": "torch",
+        "reason": "the backends that passed (openvino-int8) were not faster than fp32 torch in the check",
+        "candidates": {"openvino-int8": {"passed": True, "speedup_vs_fp32": 0.44}},
+    }
+    model = model_with_card(scaled_model, tmp_path / "model", {**CARD, CHECK_SECTION: check})
+    with caplog.at_level(logging.INFO, logger="winnow.rerank.engine"):
+        engine = CrossEncoderEngine(model, max_length=64)
+    assert engine.backend == "torch" and "were not faster" in (engine.backend_note or "")
+    records = [r for r in caplog.records if "were not faster" in r.getMessage()]
+    assert records and all(r.levelno == logging.INFO for r in records)
+
+
+def test_auto_backend_exports_fp32_openvino_on_demand_and_yields_to_native_bf16(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    card = {CHECK_SECTION: {"default": "openvino", "cpu": {"isa": {}}}}
+    # no cached file: an fp32 backend needs no calibration, the engine exports it on first use
+    assert auto_backend(card, str(tmp_path)) == ("openvino", None)
+    # where torch runs bf16 natively (dtype "auto"), it beats a checked fp32 backend
+    assert auto_backend(card, str(tmp_path), native_bf16=True) == ("torch", None)
+    folder = tmp_path / "quantized"
+    folder.mkdir()
+    artifact_path(folder, "onnx-qdq-int8").write_bytes(b"")
+    int8 = {CHECK_SECTION: {"default": "onnx-qdq-int8", "cpu": {"isa": {"vnni": False, "amx": False}}}}
+    assert auto_backend(int8, str(tmp_path), native_bf16=True) == ("onnx-qdq-int8", None)
+
+
+def test_files_built_from_other_weights_are_rebuilt(scaled_model: str, tmp_path: Path) -> None:
+    model = Path(model_with_card(scaled_model, tmp_path / "model", CARD))
+    folder = tmp_path / "artifacts"
+    engine = CrossEncoderEngine(str(model), backend="onnx", onnx_dir=folder, max_length=64)
+    before = engine.score(QUERY, DOCS)
+    assert (folder / "model.onnx").is_file() and (folder / SOURCE_FILE).is_file()
+    (folder / "unrelated.txt").write_text("a user's file")
+    assert drop_stale_artifacts(folder, model) == []  # same weights: nothing dropped
+    # retrain into the same folder: new weights, so the old export must not run
+    retrained = AutoModelForSequenceClassification.from_pretrained(model)
+    with torch.no_grad():
+        retrained.classifier.weight.mul_(-1.0)
+    retrained.save_pretrained(model)
+    after = CrossEncoderEngine(str(model), backend="onnx", onnx_dir=folder, max_length=64).score(QUERY, DOCS)
+    np.testing.assert_allclose(
+        after,
+        CrossEncoderEngine(str(model), backend="torch", max_length=64).score(QUERY, DOCS),
+        rtol=1e-4,
+        atol=1e-3,
+    )
+    assert not np.allclose(after, before)
+    assert (folder / "unrelated.txt").read_text() == "a user's file"  # only winnow's own files are touched

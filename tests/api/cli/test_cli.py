@@ -223,3 +223,38 @@ def test_search_json_says_how_each_reranked_document_was_read(
     }
     assert truncated["p3"]["read"] == "truncated" and truncated["p3"]["tokens"] == budget
     assert not truncated["p3"]["complete"] and truncated["p3"]["windows"] == 1
+
+
+FAILED_CHECK = {
+    "cpu_quantization": {
+        "default": "torch",
+        "reason": "no quantised backend kept nDCG@10 within 0.005 of fp32 on every check set",
+    }
+}
+
+
+def test_eval_says_why_the_reranker_runs_fp32_after_its_quality_check_failed(
+    tmp_path, capsys, tiny_beir_dir, tiny_cross_encoder_path
+):
+    from tests.rerank.helpers import model_with_card
+
+    model = model_with_card(tiny_cross_encoder_path, tmp_path / "m", FAILED_CHECK)
+    argv = ["eval", "--dataset", str(tiny_beir_dir), "--split", "test", "--first-stage", "bm25"]
+    argv += ["--reranker", model, "--depth", "5", "--out", str(tmp_path / "r.json"), "--max-length", "48"]
+    report = _run_json(capsys, [*argv, "--json"])  # no --backend: the default, auto
+    assert report["reranker"]["backend"] == "torch"
+    assert "runs fp32" in report["reranker"]["backend_note"]
+    assert "no quantised backend kept nDCG@10" in report["reranker"]["backend_note"]
+    assert any("runs fp32" in w for w in report["warnings"])
+    assert "runs fp32" in (tmp_path / "r.md").read_text()
+
+
+def test_backend_choices_of_the_cli_and_the_server_settings_agree():
+    import typing
+
+    from winnow.api.cli.options import RERANK_BACKENDS
+    from winnow.api.settings import RerankBackend
+    from winnow.rerank.engine import BACKENDS
+
+    assert typing.get_args(RerankBackend) == RERANK_BACKENDS
+    assert set(RERANK_BACKENDS) == {"auto", *BACKENDS}
