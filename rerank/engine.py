@@ -34,8 +34,8 @@ from winnow.rerank.quantized import (
     auto_backend,
     backend_missing,
     drop_stale_artifacts,
-    fp32_was_fastest,
     open_runner,
+    quality_check_failed,
     quantize,
 )
 from winnow.rerank.reading import Reading, Scored, reading_of
@@ -240,8 +240,8 @@ class CrossEncoderEngine:
                     _local_folder(model),
                     native_bf16=dtype == "auto" and cpu_has_native_bf16(),
                 )
-                if self._backend_note:  # warn when int8 failed or cannot run; fp32 chosen for speed: info
-                    log = logger.info if fp32_was_fastest(self.card) else logger.warning
+                if self._backend_note:  # a warning when the check failed; info when fp32 runs by choice
+                    log = logger.warning if quality_check_failed(self.card) else logger.info
                     log("reranker %s %s", model, self._backend_note)
         self._backend = backend
         if backend != "torch":

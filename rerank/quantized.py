@@ -40,15 +40,16 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "INT8_BACKENDS",
     "QUANTIZED_BACKENDS",
+    "SOURCE_FILE",
     "artifact_dir",
     "artifact_path",
     "auto_backend",
     "backend_missing",
     "cpu_int8_dot",
     "drop_stale_artifacts",
-    "fp32_was_fastest",
     "open_runner",
     "read_calibration",
+    "quality_check_failed",
     "quantize",
     "sensitive_nodes",
 ]
@@ -324,14 +325,15 @@ def _int8_slow_here(chosen: str, section: dict[str, Any]) -> str | None:
     return "this CPU has no int8 dot-product instructions (VNNI/AMX), where int8 runs slower than fp32"
 
 
-def fp32_was_fastest(card: dict[str, Any] | None) -> bool:
-    """Whether the card's quality check kept fp32 only for speed: some quantised backend kept nDCG@10, none
-    was faster than fp32 on the CPU that ran the check. fp32 is then the right choice, not a fallback."""
+def quality_check_failed(card: dict[str, Any] | None) -> bool:
+    """Whether the card records a quality check that no quantised backend passed (the model must run fp32).
+    Otherwise fp32 runs by choice or circumstance (nothing that passed was faster, or the chosen backend
+    cannot run on this machine): worth a note, not a warning."""
     section = (card or {}).get(CHECK_SECTION)
     if not isinstance(section, dict) or section.get("default") in QUANTIZED_BACKENDS:
         return False
     candidates = section.get("candidates") or {}
-    return any(isinstance(r, dict) and r.get("passed") for r in candidates.values())
+    return not any(isinstance(r, dict) and r.get("passed") for r in candidates.values())
 
 
 def auto_backend(
