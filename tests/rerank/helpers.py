@@ -1,4 +1,5 @@
-"""Evaluation runs built by hand, shared by the interpolation and tuning tests."""
+"""Evaluation runs built by hand (interpolation and tuning tests) and model folders derived from the tiny
+cross-encoder (card, quantisation and ONNX tests)."""
 
 from __future__ import annotations
 
@@ -28,4 +29,18 @@ def model_with_card(model: str, folder: Path, card: dict) -> str:
     """A copy of the model folder ``model`` at ``folder`` whose ``winnow.json`` card is ``card``."""
     shutil.copytree(model, folder)
     (folder / CARD_FILE).write_text(json.dumps(card))
+    return str(folder)
+
+
+def scaled_cross_encoder(model: str, folder: Path) -> str:
+    """A copy of the cross-encoder ``model`` at ``folder`` with its classifier weights scaled by 30,000, so
+    that scores lie far apart and a small tolerance on them means something."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    scaled = AutoModelForSequenceClassification.from_pretrained(model)
+    with torch.no_grad():
+        scaled.classifier.weight.mul_(30_000.0)
+    scaled.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model).save_pretrained(folder)
     return str(folder)

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from tests.rerank.helpers import scaled_cross_encoder
 from winnow.rerank.engine import CrossEncoderEngine
 
 pytest.importorskip("onnxruntime")
@@ -28,13 +27,7 @@ DOCS = [
 @pytest.fixture(scope="module")
 def scaled_model(tiny_cross_encoder_path: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The tiny cross-encoder with its head scaled up, so that a 1e-4 tolerance means something."""
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder_path)
-    with torch.no_grad():
-        model.classifier.weight.mul_(30_000.0)
-    out = tmp_path_factory.mktemp("tiny-scaled")
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_cross_encoder_path).save_pretrained(out)
-    return str(out)
+    return scaled_cross_encoder(tiny_cross_encoder_path, tmp_path_factory.mktemp("tiny-scaled"))
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
-from tests.rerank.helpers import model_with_card
+from tests.rerank.helpers import model_with_card, scaled_cross_encoder
 from winnow.rerank.engine import CrossEncoderEngine
 from winnow.rerank.quantize_check import CheckSet, beir_check_set, record_check, run_check
 from winnow.rerank.quantized import (
@@ -42,14 +42,9 @@ CARD = {"format": 1, "kind": "winnow cross-encoder reranker", "max_length": 64}
 @pytest.fixture(scope="module")
 def scaled_model(tiny_cross_encoder_path: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The tiny random cross-encoder with its head scaled up (scores far apart), and a model card."""
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder_path)
-    with torch.no_grad():
-        model.classifier.weight.mul_(30_000.0)
-    out = tmp_path_factory.mktemp("tiny-scaled-q")
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_cross_encoder_path).save_pretrained(out)
-    (out / "winnow.json").write_text(json.dumps(CARD))
-    return str(out)
+    out = scaled_cross_encoder(tiny_cross_encoder_path, tmp_path_factory.mktemp("tiny-scaled-q"))
+    (Path(out) / "winnow.json").write_text(json.dumps(CARD))
+    return out
 
 
 @pytest.fixture(scope="module")
